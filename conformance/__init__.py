@@ -1,0 +1,1 @@
+"""Conformance suites that check a backend against SPEC.md bit for bit."""

@@ -1,0 +1,1 @@
+"""numpyml: a minimal numpy autodiff engine and trainer."""

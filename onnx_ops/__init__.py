@@ -1,0 +1,1 @@
+"""Custom ONNX operators for containers: schemas, function bodies, reference kernels, export."""

@@ -1,0 +1,1 @@
+"""Reference semantics: containers, learned bitlengths, BitWave, Gecko and footprint."""
