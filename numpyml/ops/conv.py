@@ -1,0 +1,141 @@
+"""Two-dimensional convolution and pooling over NCHW arrays.
+
+Convolution uses im2col: a strided window view of the padded input is copied once into a
+(N*Ho*Wo, C*kh*kw) matrix, so both the forward pass and the weight gradient are single
+BLAS matrix products. The input gradient scatters back with one strided add per kernel
+tap (kh*kw adds), never one per output pixel.
+"""
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from numpyml.engine import as_tensor, make_result
+
+
+def _pair(value, name):
+    pair = (value, value) if np.isscalar(value) else tuple(value)
+    if len(pair) != 2 or any(int(v) != v or v < 0 for v in pair):
+        raise ValueError(f"{name}: must be a non-negative integer or a pair of them; got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _windows(x, kernel, stride, padding):
+    """Return the (N, C, Ho, Wo, kh, kw) window view of ``x`` after zero padding."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    if x.shape[2] < kh or x.shape[3] < kw:
+        raise ValueError(
+            f"conv2d/pool: the kernel {kernel} must fit inside the padded input of spatial "
+            f"size {x.shape[2:]}; reduce the kernel or add padding"
+        )
+    return sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+
+
+def _scatter_windows(grad_windows, input_shape, stride, padding):
+    """Add (N, C, Ho, Wo, kh, kw) window gradients back onto an input of ``input_shape``."""
+    n, c, height, width = input_shape
+    (sh, sw), (ph, pw) = stride, padding
+    _, _, out_h, out_w, kh, kw = grad_windows.shape
+    padded = np.zeros((n, c, height + 2 * ph, width + 2 * pw), dtype=grad_windows.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            padded[:, :, i:i + sh * out_h:sh, j:j + sw * out_w:sw] += grad_windows[..., i, j]
+    return padded[:, :, ph:ph + height, pw:pw + width]
+
+
+def _check_nchw(x, op):
+    if x.ndim != 4:
+        raise ValueError(f"{op}: input must be 4-d (N, C, H, W); got shape {x.shape}")
+
+
+# ---------------------------------------------------------------------- convolution
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    """Return the cross-correlation of ``x`` (N, C, H, W) with ``weight`` (O, C, kh, kw).
+
+    out[n, o, i, j] = bias[o] + sum_{c, u, v} x_pad[n, c, i*sh + u, j*sw + v] * w[o, c, u, v]
+    """
+    x, weight = as_tensor(x), as_tensor(weight)
+    _check_nchw(x, "conv2d")
+    out_channels, in_channels, kh, kw = weight.shape
+    if x.shape[1] != in_channels:
+        raise ValueError(
+            f"conv2d: input channels must match the weight's {in_channels}; got {x.shape[1]}"
+        )
+    stride, padding = _pair(stride, "conv2d stride"), _pair(padding, "conv2d padding")
+    windows = _windows(x.data, (kh, kw), stride, padding)
+    n, _, out_h, out_w = windows.shape[:4]
+    # (N, Ho, Wo, C, kh, kw) so that each row of the column matrix is one output pixel.
+    columns = np.ascontiguousarray(windows.transpose(0, 2, 3, 1, 4, 5))
+    columns = columns.reshape(n * out_h * out_w, in_channels * kh * kw)
+    weight_matrix = weight.data.reshape(out_channels, -1)
+    out = columns @ weight_matrix.T
+    if bias is not None:
+        out += bias.data
+    out = out.reshape(n, out_h, out_w, out_channels).transpose(0, 3, 1, 2)
+    parents = (x, weight) if bias is None else (x, weight, as_tensor(bias))
+
+    def vjp(g):
+        grad_rows = g.transpose(0, 2, 3, 1).reshape(-1, out_channels)
+        grad_weight = (grad_rows.T @ columns).reshape(weight.shape)
+        grad_x = None
+        if x.requires_grad:
+            grad_columns = (grad_rows @ weight_matrix).reshape(n, out_h, out_w, in_channels, kh, kw)
+            grad_x = _scatter_windows(grad_columns.transpose(0, 3, 1, 2, 4, 5), x.shape, stride, padding)
+        if bias is None:
+            return grad_x, grad_weight
+        return grad_x, grad_weight, grad_rows.sum(axis=0)
+
+    return make_result(out, parents, vjp, "conv2d")
+
+
+# -------------------------------------------------------------------------- pooling
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0):
+    """Return the maximum over each window; tied maxima share the gradient equally.
+
+    Padding counts as -inf, so a padded position never wins.
+    """
+    x = as_tensor(x)
+    _check_nchw(x, "max_pool2d")
+    kernel = _pair(kernel_size, "max_pool2d kernel_size")
+    stride = kernel if stride is None else _pair(stride, "max_pool2d stride")
+    padding = _pair(padding, "max_pool2d padding")
+    source = x.data
+    if padding != (0, 0):
+        pad = ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2)
+        source = np.pad(source, pad, constant_values=-np.inf)
+    windows = _windows(source, kernel, stride, (0, 0))
+    out = windows.max(axis=(4, 5))
+
+    def vjp(g):
+        is_max = windows == out[..., None, None]
+        ties = is_max.sum(axis=(4, 5), keepdims=True)
+        grad_windows = is_max * (g[..., None, None] / ties)
+        padded_shape = source.shape
+        grad = _scatter_windows(grad_windows, padded_shape, stride, (0, 0))
+        height, width = x.shape[2:]
+        return (grad[:, :, padding[0]:padding[0] + height, padding[1]:padding[1] + width],)
+
+    return make_result(np.ascontiguousarray(out), (x,), vjp, "max_pool2d")
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0):
+    """Return the mean over each window; zero padding counts in the mean (PyTorch default)."""
+    x = as_tensor(x)
+    _check_nchw(x, "avg_pool2d")
+    kernel = _pair(kernel_size, "avg_pool2d kernel_size")
+    stride = kernel if stride is None else _pair(stride, "avg_pool2d stride")
+    padding = _pair(padding, "avg_pool2d padding")
+    windows = _windows(x.data, kernel, stride, padding)
+    area = kernel[0] * kernel[1]
+    out = windows.mean(axis=(4, 5))
+
+    def vjp(g):
+        per_tap = np.broadcast_to((g / area)[..., None, None], g.shape + kernel)
+        return (_scatter_windows(per_tap, x.shape, stride, padding),)
+
+    return make_result(out, (x,), vjp, "avg_pool2d")
