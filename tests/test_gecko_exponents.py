@@ -1,0 +1,151 @@
+"""Round trips and sizes of the Gecko exponent codec (SPEC.md rules G1 to G5)."""
+
+import numpy as np
+import pytest
+from hypothesis import example, given, strategies as st
+from hypothesis.extra import numpy as hnp
+
+from reference.gecko import GeckoFormatError, decode_exponents, encode_exponents
+from reference.gecko.groups import WIDTHS
+from reference.gecko.header import GROUP_SIZES
+
+MODES = ("fixed", "entropy")
+HEADER_BYTES = 9  # magic, version, kind, mode, group size, ndim; plus 8 bytes per dimension
+
+
+@st.composite
+def exponent_arrays(draw):
+    """Exponent arrays shaped like real tensors: a centre, a spread, and a share of zeros."""
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=70), label="shape")
+    size = int(np.prod(shape))
+    centre = draw(st.integers(0, 255), label="centre")
+    spread = draw(st.sampled_from([0, 1, 2, 5, 20, 255]), label="spread")
+    zero_share = draw(st.sampled_from([0.0, 0.1, 0.5, 0.95, 1.0]), label="zero share")
+    seed = draw(st.integers(0, 2**32 - 1), label="seed")
+    rng = np.random.default_rng(seed)
+    values = np.clip(centre + rng.integers(-spread, spread + 1, size), 0, 255)
+    values[rng.random(size) < zero_share] = 0
+    return values.astype(np.uint8).reshape(shape)
+
+
+@pytest.mark.spec("G2", "G3", "G4", "G5")
+@given(exponents=exponent_arrays(), mode=st.sampled_from(MODES),
+       group_size=st.sampled_from(GROUP_SIZES))
+@example(exponents=np.zeros(0, np.uint8), mode="fixed", group_size=32)
+@example(exponents=np.zeros((), np.uint8) + 7, mode="entropy", group_size=32)
+def test_exponents_round_trip(exponents, mode, group_size):
+    blob = encode_exponents(exponents, mode=mode, group_size=group_size)
+    decoded = decode_exponents(blob)
+
+    assert decoded.dtype == np.uint8
+    assert decoded.shape == exponents.shape
+    np.testing.assert_array_equal(decoded, exponents)
+
+
+@pytest.mark.spec("G2", "G3", "G4", "G5")
+@given(raw=hnp.arrays(np.uint8, hnp.array_shapes(min_dims=1, max_dims=2, max_side=100)),
+       mode=st.sampled_from(MODES))
+def test_exponents_round_trip_raw_bytes(raw, mode):
+    np.testing.assert_array_equal(decode_exponents(encode_exponents(raw, mode=mode)), raw)
+
+
+@pytest.mark.spec("G2", "G4", "G5")
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("size", [1, 31, 32, 33, 2047, 2048, 2049, 4096 + 5])
+def test_exponents_round_trip_every_value(mode, size):
+    exponents = (np.arange(size) * 37 % 256).astype(np.uint8)
+    np.testing.assert_array_equal(decode_exponents(encode_exponents(exponents, mode=mode)),
+                                  exponents)
+
+
+@pytest.mark.spec("G4")
+def test_fixed_mode_reaches_every_width_code():
+    # Eight groups without zeros, base 1, whose ranges need widths 0, 1, 2, 3, 4, 5, 6 and 8.
+    ranges = [0, 1, 3, 7, 15, 31, 63, 254]
+    exponents = np.concatenate([1 + np.where(np.arange(32) % 2, span, 0) for span in ranges])
+    exponents = exponents.astype(np.uint8)
+    blob = encode_exponents(exponents, mode="fixed")
+    body = blob[HEADER_BYTES + 8 :]
+    flags, bases, codes = body[:1], body[1:9], body[9:12]
+    payload = body[12:]
+
+    assert flags == b"\x00"
+    assert bases == bytes([1] * 8)
+    assert int.from_bytes(codes, "little") == sum(code << (3 * code) for code in range(8))
+    assert len(payload) == sum(32 * width // 8 for width in WIDTHS)
+    np.testing.assert_array_equal(decode_exponents(blob), exponents)
+
+
+@pytest.mark.spec("G3")
+def test_zero_group_costs_flag_and_mask():
+    exponents = np.zeros(64, np.uint8)
+    blob = encode_exponents(exponents, mode="fixed")
+
+    # Two flag bits in one byte and two 32-bit masks; an all-zero group stores no base.
+    assert len(blob) == HEADER_BYTES + 8 + 1 + 8
+    assert blob[HEADER_BYTES + 8 :] == b"\x03" + b"\xff" * 8
+
+
+@pytest.mark.spec("G3")
+def test_group_without_zeros_stores_no_mask():
+    exponents = np.full(32, 127, np.uint8)
+    blob = encode_exponents(exponents, mode="fixed")
+
+    # Flag byte 0, base 127, width code 0 and no payload.
+    assert blob[HEADER_BYTES + 8 :] == b"\x00\x7f\x00"
+
+
+@pytest.mark.spec("G3")
+def test_last_group_padding_is_marked_zero():
+    blob = encode_exponents(np.full(3, 127, np.uint8), mode="fixed")
+
+    # Lanes 3..31 of the only group are padding and marked zero, so the group is flagged.
+    assert blob[HEADER_BYTES + 8 :] == b"\x01" + bytes([0xF8, 0xFF, 0xFF, 0xFF]) + b"\x7f\x00"
+
+
+@pytest.mark.spec("G4", "G5")
+@pytest.mark.parametrize("mode", MODES)
+def test_relu_like_tensor_costs_under_four_bits(mode):
+    rng = np.random.default_rng(0)
+    values = np.maximum(rng.standard_normal(1 << 16).astype(np.float32), 0)
+    exponents = ((values.view(np.uint32) >> 23) & 0xFF).astype(np.uint8)
+    bits = 8 * len(encode_exponents(exponents, mode=mode)) / exponents.size
+
+    assert bits < 4.0
+
+
+@pytest.mark.spec("G4", "G5")
+def test_entropy_mode_beats_fixed_mode_on_weights():
+    rng = np.random.default_rng(1)
+    values = (rng.standard_normal(1 << 16) * 0.02).astype(np.float32)
+    exponents = ((values.view(np.uint32) >> 23) & 0xFF).astype(np.uint8)
+
+    fixed = len(encode_exponents(exponents, mode="fixed"))
+    coded = len(encode_exponents(exponents, mode="entropy"))
+    assert coded < fixed
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"mode": "zstd"}, ValueError),
+        ({"group_size": 48}, ValueError),
+    ],
+)
+def test_encode_rejects_bad_options(kwargs, error):
+    with pytest.raises(error, match="must be one of"):
+        encode_exponents(np.zeros(4, np.uint8), **kwargs)
+
+
+def test_encode_rejects_out_of_range_exponents():
+    with pytest.raises(ValueError, match=r"\[0, 255\]"):
+        encode_exponents(np.array([0, 256]))
+    with pytest.raises(TypeError, match="integers"):
+        encode_exponents(np.array([1.5]))
+
+
+def test_decode_rejects_packed_tensor_kind():
+    blob = bytearray(encode_exponents(np.zeros(4, np.uint8)))
+    blob[5] = 1
+    with pytest.raises(GeckoFormatError, match="kind"):
+        decode_exponents(bytes(blob))
