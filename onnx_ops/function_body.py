@@ -1,0 +1,292 @@
+"""The ``Narrow`` operator as a FunctionProto made only of standard ONNX operators.
+
+ONNX Runtime runs such a model-local function with no native code. The body works on the
+magnitude bits ``a`` of the input as uint32 and rounds its integer significand ``S`` (value
+``S * 2**s``) to the container's grid ``2**t`` with integer shifts, masks and compares, so there
+is exactly one rounding step and no float arithmetic on the value. The sign is carried as a bit,
+so −0 survives (a float ``Where`` in ONNX Runtime 1.32 turns a selected −0 into +0). BitCast
+needs opset 26.
+
+A body is specialised to one set of attributes; models tell the sets apart by the function's
+``overload`` name (IR version 10 and later).
+"""
+
+import numpy as np
+from onnx import TensorProto, helper
+
+from onnx_ops import schemas
+from onnx_ops.graph_builder import INT32, UINT32, NodeBuilder
+
+OPSET = 26
+INPUTS = ("X", "exponent_bits", "mantissa_bits", "anchor", "noise")
+
+SIGN_MASK = 0x8000_0000
+MAGNITUDE_MASK = 0x7FFF_FFFF
+INF_BITS = 0x7F80_0000
+QUIET_NAN_BITS = 0x7FC0_0000
+MAX_FINITE_BITS = 0x7F7F_FFFF
+# Fewer than 24 significand bits never survive a shift of 25 or more, and 30 keeps ``S << 1``
+# plus half an ulp inside uint32.
+MAX_SHIFT = 30
+
+
+def overload_name(attributes):
+    """Return the overload that tells apart bodies built for different attribute sets."""
+    a = schemas.complete_attributes(attributes)
+    bias = "ieee" if a["bias"] is None else str(a["bias"]).replace("-", "m")
+    return (
+        f"{a['base']}_{a['anchor_mode']}_bias{bias}_{a['specials']}_sub{a['subnormals']}"
+        f"_sat{a['saturate']}_{a['rounding']}"
+    )
+
+
+def narrow_function(attributes):
+    """Build the FunctionProto of ``Narrow`` for one set of node attributes."""
+    a = schemas.complete_attributes(attributes)
+    b = NodeBuilder("n_")
+    bits = _input_bits(b, a["base"])
+    sign = b.op("BitwiseAnd", bits, b.u32(SIGN_MASK), hint="sign")
+    magnitude = b.op("BitwiseAnd", bits, b.u32(MAGNITUDE_MASK), hint="magnitude")
+
+    e = b.cast("exponent_bits", INT32)
+    m = b.cast("mantissa_bits", INT32)
+    limits = _exponent_limits(b, a, e, m, magnitude)
+    rounded = _round_magnitude(b, a, magnitude, m, limits["e_min"], "noise")
+    if not a["subnormals"]:
+        rounded = _flush_below(b, rounded, limits["e_min"])
+    result = _apply_limits(b, a, magnitude, rounded, limits)
+
+    _output_bits(b, a["base"], b.op("BitwiseOr", sign, result))
+    return helper.make_function(
+        schemas.DOMAIN, "Narrow", list(INPUTS), ["Y"], b.nodes,
+        [helper.make_opsetid("", OPSET)], overload=overload_name(attributes),
+    )
+
+
+def _input_bits(b, base):
+    if base == "bf16":
+        half = b.op("BitCast", "X", to=TensorProto.UINT16)
+        return b.shift_left(b.cast(half, UINT32), b.u32(16))
+    return b.op("BitCast", "X", to=UINT32)
+
+
+def _output_bits(b, base, bits):
+    if base == "bf16":
+        half = b.cast(b.shift_right(bits, b.u32(16)), TensorProto.UINT16)
+        b.nodes.append(helper.make_node("BitCast", [half], ["Y"], to=TensorProto.BFLOAT16))
+    else:
+        b.nodes.append(helper.make_node("BitCast", [bits], ["Y"], to=TensorProto.FLOAT))
+
+
+# exponent range
+
+
+def _exponent_limits(b, a, e, m, magnitude):
+    """Return ``e_min`` (smallest normal exponent) and ``max_bits`` (largest finite magnitude)."""
+    top_code = _max_exponent_code(b, a, e, m)
+    bias = _bias(b, a, e)
+    if a["anchor_mode"] == "bias":
+        e_max = b.op("Sub", top_code, bias, hint="e_max")
+    else:
+        e_max = _anchor(b, a, m, magnitude, b.op("Sub", top_code, bias))
+    e_min = b.op("Sub", e_max, b.op("Sub", top_code, b.i32(1)), hint="e_min")
+    max_below, max_nearest = _max_bits(b, a, e_max, m)
+    return {"e_min": e_min, "max_below": max_below, "max_nearest": max_nearest}
+
+
+def _max_exponent_code(b, a, e, m):
+    """Return the largest exponent code that holds normal numbers."""
+    all_ones = b.op("Sub", _power_of_two(b, e), b.i32(1), hint="all_ones")
+    if a["specials"] == "ieee":
+        return b.op("Sub", all_ones, b.i32(1))
+    if a["specials"] == "fn":
+        # With m = 0 the only code of the all-ones exponent is the NaN code.
+        return b.op("Sub", all_ones, b.cast(b.op("Equal", m, b.i32(0)), INT32))
+    return all_ones
+
+
+def _power_of_two(b, exponent):
+    """Return ``2**exponent`` as int32 for 0 <= exponent <= 30."""
+    shifted = b.shift_left(b.u32(1), b.cast(exponent, UINT32))
+    return b.cast(shifted, INT32)
+
+
+def _bias(b, a, e):
+    if a["bias"] is not None:
+        return b.i32(a["bias"])
+    return b.op("Sub", _power_of_two(b, b.op("Sub", e, b.i32(1))), b.i32(1), hint="bias")
+
+
+def _anchor(b, a, m, magnitude, bias_e_max):
+    if a["anchor_mode"] == "input":
+        return b.cast("anchor", INT32)
+    # "max": the exponent of the largest finite magnitude after mantissa rounding. Rounding is
+    # monotone, so rounding the largest magnitude alone gives the largest rounded exponent.
+    finite = b.op("Less", magnitude, b.u32(INF_BITS))
+    largest = b.where(finite, magnitude, b.u32(0))
+    largest = b.op("ReduceMax", b.cast(largest, INT32), keepdims=0, hint="largest")
+    largest = b.cast(largest, UINT32)
+    # Stochastic rounding counts as rounding up here (noise 0 rounds up whenever a dropped bit
+    # is set), so that no noise can make a value overflow.
+    noise = b.u32(0) if a["rounding"] == "stochastic" else None
+    rounded = _round_magnitude(b, dict(a, subnormals=0), largest, m, None, noise)
+    anchor = b.op("Min", _true_exponent(b, rounded), b.i32(127))
+    # A tensor with no finite nonzero value takes the container's own largest exponent.
+    return b.where(b.op("Equal", largest, b.u32(0)), bias_e_max, anchor)
+
+
+def _max_bits(b, a, e_max, m):
+    """Return float32 bits of the container's largest finite magnitude: (below, nearest).
+
+    The largest significand is all ones, except with ``fn`` specials and m > 0, where the
+    all-ones code is NaN. With e_max < -126 the maximum can fall between float32 subnormals:
+    ``below`` (rounded toward zero) then decides overflow exactly, and ``nearest`` (rounded to
+    nearest even) is the saturation value, as a float32 cast of the maximum gives.
+    """
+    m_u = b.cast(m, UINT32)
+    significand = b.op("Sub", b.shift_left(b.u32(2), m_u), b.u32(1), hint="max_significand")
+    if a["specials"] == "fn":
+        not_nan = b.cast(b.op("Greater", m, b.i32(0)), UINT32)
+        significand = b.op("Sub", significand, not_nan, hint="max_significand")
+
+    exponent_field = b.shift_left(b.cast(b.op("Add", e_max, b.i32(126)), UINT32), b.u32(23))
+    normal = b.op("Add", exponent_field, b.shift_left(significand, b.op("Sub", b.u32(23), m_u)))
+
+    # Below the normal range, count in units of the smallest subnormal 2**-149.
+    scale = b.op("Add", b.op("Sub", e_max, m), b.i32(149), hint="max_scale")
+    up_shift = b.cast(b.op("Max", scale, b.i32(0)), UINT32)
+    down_shift = b.cast(b.op("Min", b.op("Max", b.op("Neg", scale), b.i32(0)), b.i32(30)), UINT32)
+    below = b.shift_right(b.shift_left(significand, up_shift), down_shift)
+    nearest = _round_nearest_even(b, b.shift_left(significand, up_shift), down_shift, None, None)
+
+    is_normal = b.op("GreaterOrEqual", e_max, b.i32(-126))
+    return b.where(is_normal, normal, below), b.where(is_normal, normal, nearest)
+
+
+# rounding
+
+
+def _round_magnitude(b, a, magnitude, m, e_min, noise):
+    """Round float32 magnitude bits to the container grid; finite inputs only.
+
+    With ``S * 2**s`` the input (``S`` < 2**24) and ``2**t`` the grid spacing at the input,
+    ``d = t - s`` bits are dropped and ``R`` is ``S / 2**d`` rounded. Inside one binade the
+    magnitude bits are linear in the value, so ``base + (R << d)`` encodes ``R * 2**t``, a carry
+    into the next binade included.
+    """
+    exponent_field = b.op("Max", b.shift_right(magnitude, b.u32(23)), b.u32(1))
+    base = b.shift_left(b.op("Sub", exponent_field, b.u32(1)), b.u32(23))
+    significand = b.op("Sub", magnitude, base, hint="significand")
+    scale = b.op("Sub", b.cast(exponent_field, INT32), b.i32(150), hint="scale")
+
+    exponent = _input_exponent(b, a, magnitude, significand, scale, e_min)
+    grid = b.op("Max", exponent, e_min) if a["subnormals"] else exponent
+    grid = b.op("Sub", grid, m, hint="grid")
+    dropped = b.op("Sub", grid, scale, hint="dropped")
+    shift = b.op("Min", b.op("Max", dropped, b.i32(0)), b.i32(MAX_SHIFT))
+    shift = b.cast(shift, UINT32)
+
+    kept = _ROUNDERS[a["rounding"]](b, significand, shift, dropped, noise)
+    bits = b.op("Add", base, b.shift_left(kept, shift))
+    if a["rounding"] == "stochastic":
+        # Only stochastic rounding keeps a unit after dropping more bits than the binade holds;
+        # the result is then the grid step itself.
+        step = b.shift_left(b.cast(b.op("Add", grid, b.i32(127)), UINT32), b.u32(23))
+        bits = b.where(b.op("Greater", dropped, b.i32(24)), step, bits)
+    return b.where(b.op("Equal", kept, b.u32(0)), b.u32(0), bits)
+
+
+def _input_exponent(b, a, magnitude, significand, scale, e_min):
+    """Return the unbiased exponent of the input, exact for float32 subnormals when it matters.
+
+    With subnormals kept and a smallest normal exponent of at least -126, every float32
+    subnormal lies in the container's subnormal range, so -126 serves for all of them.
+    """
+    cheap = a["subnormals"] and a["anchor_mode"] == "bias" and (
+        a["bias"] is None or a["bias"] <= 127
+    )
+    if cheap:
+        return b.op("Add", scale, b.i32(23))
+    # Casting S (< 2**24) to float32 is exact, and its exponent field tells S's bit length.
+    length = b.shift_right(b.op("BitCast", b.cast(significand, TensorProto.FLOAT), to=UINT32),
+                           b.u32(23))
+    return b.op("Add", scale, b.op("Sub", b.cast(length, INT32), b.i32(127)), hint="exponent")
+
+
+def _round_nearest_even(b, significand, shift, dropped, noise):
+    # Work on 2*S and shift d + 1, so that half an ulp is an integer also for d = 0.
+    doubled = b.shift_left(significand, b.u32(1))
+    shift_plus_one = b.op("Add", shift, b.u32(1))
+    half = b.shift_left(b.u32(1), shift)
+    odd = b.op("BitwiseAnd", b.shift_right(doubled, shift_plus_one), b.u32(1), hint="odd")
+    biased = b.op("Add", b.op("Add", doubled, b.op("Sub", half, b.u32(1))), odd)
+    return b.shift_right(biased, shift_plus_one)
+
+
+def _round_toward_zero(b, significand, shift, dropped, noise):
+    return b.shift_right(significand, shift)
+
+
+def _round_stochastic(b, significand, shift, dropped, noise):
+    """Round up iff noise < D * 2**(32 - d), D the d dropped bits.
+
+    For d > 32 only the 32 leading dropped bits count: the threshold is floor(S / 2**(d - 32)).
+    """
+    truncated = b.shift_right(significand, shift)
+    dropped_bits = b.op("Sub", significand, b.shift_left(truncated, shift))
+    # Two shifts, because a shift by 32 is undefined; D = 0 when d = 0.
+    near = b.shift_left(b.shift_left(dropped_bits, b.op("Sub", b.u32(31), shift)), b.u32(1))
+    far_shift = b.op("Min", b.op("Max", b.op("Sub", dropped, b.i32(32)), b.i32(0)), b.i32(31))
+    far = b.shift_right(significand, b.cast(far_shift, UINT32))
+    threshold = b.where(b.op("Greater", dropped, b.i32(32)), far, near)
+    up = b.cast(b.op("Less", noise, threshold), UINT32)
+    return b.op("Add", truncated, up)
+
+
+_ROUNDERS = {
+    "nearest_even": _round_nearest_even,
+    "toward_zero": _round_toward_zero,
+    "stochastic": _round_stochastic,
+}
+
+
+# underflow, overflow and specials
+
+
+def _flush_below(b, bits, e_min):
+    """Flush magnitudes below the smallest normal to zero (the sign is added later)."""
+    normal = b.shift_left(b.cast(b.op("Add", e_min, b.i32(127)), UINT32), b.u32(23))
+    subnormal = b.shift_left(
+        b.u32(1), b.cast(b.op("Max", b.op("Add", e_min, b.i32(149)), b.i32(0)), UINT32)
+    )
+    smallest = b.where(b.op("Less", e_min, b.i32(-126)), subnormal, normal)
+    return b.where(b.op("Less", bits, smallest), b.u32(0), bits)
+
+
+def _apply_limits(b, a, magnitude, rounded, limits):
+    """Map overflow, infinities and NaN to the values the container's specials allow.
+
+    A container with neither inf nor NaN codes and no saturation cannot hold an overflow or a
+    NaN; the reference raises there, and this body returns the quiet NaN.
+    """
+    if a["saturate"]:
+        overflow_bits = limits["max_nearest"]
+    elif a["specials"] == "ieee":
+        # NOTE: ieee with m = 0 has inf but no NaN, which only matters for NaN inputs below.
+        overflow_bits = b.u32(INF_BITS)
+    else:
+        overflow_bits = b.u32(QUIET_NAN_BITS)
+    overflow = b.op("Or", b.op("Greater", rounded, limits["max_below"]),
+                    b.op("GreaterOrEqual", magnitude, b.u32(INF_BITS)))
+    result = b.where(overflow, overflow_bits, rounded)
+    return b.where(b.op("Greater", magnitude, b.u32(INF_BITS)), b.u32(QUIET_NAN_BITS), result)
+
+
+def _true_exponent(b, magnitude):
+    """Return the unbiased exponent of float32 magnitude bits, exact for subnormals."""
+    exponent_field = b.op("Max", b.shift_right(magnitude, b.u32(23)), b.u32(1))
+    base = b.shift_left(b.op("Sub", exponent_field, b.u32(1)), b.u32(23))
+    significand = b.op("Sub", magnitude, base)
+    scale = b.op("Sub", b.cast(exponent_field, INT32), b.i32(150))
+    exact = {"subnormals": 0, "anchor_mode": "max", "bias": None}
+    return _input_exponent(b, exact, magnitude, significand, scale, None)
