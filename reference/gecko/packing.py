@@ -1,0 +1,209 @@
+"""The packed tensor: :func:`pack`, :func:`unpack` and :func:`encoded_bits` (rules G6 to G8).
+
+A packed tensor is the header of rule G1 with kind 1, the group coding of the exponent fields,
+then the sign plane, the zero sign plane and the mantissa plane. A zero is a code whose
+exponent and mantissa fields are both 0; it stores no exponent, no mantissa and, unless the
+tensor holds a -0, no sign.
+
+>>> from reference import Container
+>>> x = np.float32([1.5, 0.0, -2.0, 3.0])
+>>> unpack(pack(x, Container.from_name("e4m3fn"))).tolist()
+[1.5, 0.0, -2.0, 3.0]
+"""
+
+import dataclasses
+
+import numpy as np
+
+from reference.codes import decode, encode
+from reference.container import Container
+from reference.quantize import max_anchor
+from reference.gecko.bitfields import pack_fields, padding_is_zero, plane_bytes, unpack_fields
+from reference.gecko.errors import GeckoFormatError
+from reference.gecko.exponents import check_options, check_shape
+from reference.gecko.groups import decode_groups, encode_groups
+from reference.gecko.header import Header, Reader, TensorFields, read_header, write_header
+
+# The containers e8m23 (FP32) and e8m7 (BF16) with the IEEE layout, subnormals and bias 127
+# are the formats themselves: their codes are the FP32 bit patterns shifted right by these bits.
+_FULL_FORMAT_SHIFT = {23: 0, 7: 16}
+
+
+def pack(x, container, *, anchor=None, mode="fixed", group_size=32):
+    """Pack ``x``, whose values are members of ``container``, into a Gecko tensor stream.
+
+    ``anchor`` places the window of an anchored container: None uses the bias, an int is
+    stored as is, and "max" stores ``max_anchor(x, container)``. ``x`` is float32, or
+    bfloat16 with a BF16-based container; quantize it first if it holds non-members.
+    """
+    check_options(mode, group_size)
+    if not isinstance(container, Container):
+        raise TypeError(f"pack: container must be a reference.Container; got "
+                        f"{type(container).__name__}")
+    if isinstance(anchor, str) and anchor == "max":
+        anchor = max_anchor(x, container)
+    check_shape(np.shape(x), "pack")
+    sign, exponent, mantissa = _split_codes(x, container, anchor)
+    return b"".join(_pack_parts(np.shape(x), sign, exponent, mantissa, container, anchor,
+                                mode, group_size))
+
+
+def unpack(blob):
+    """Decode a stream from :func:`pack` into float32 values of the stored shape.
+
+    BF16-based tensors come back as float32 with the BF16 pattern in the high 16 bits, which
+    is exact. Raises GeckoFormatError for any malformed stream.
+    """
+    reader = Reader(blob)
+    header = read_header(reader, "tensor")
+    fields = header.tensor
+    container = _container_of(fields)
+    exponent, zeros = decode_groups(reader, header.count, header.group_size, header.mode)
+    if exponent.size and int(exponent.max()) >> fields.exponent_bits:
+        raise GeckoFormatError(
+            f"exponent fields: must fit in {fields.exponent_bits} bits; got {int(exponent.max())}"
+        )
+    sign, mantissa = _read_sign_and_mantissa(reader, zeros, fields)
+    reader.finish()
+    codes = _join_codes(sign, exponent, mantissa, fields)
+    return _decode(codes, container, fields).reshape(header.shape)
+
+
+def encoded_bits(x, container, *, anchor=None, mode="fixed", group_size=32):
+    """Return the sizes in bits of the parts of ``pack(x, container, anchor=anchor)``.
+
+    Keys: ``header_bits``, ``exponent_bits`` (the group coding of the exponent fields),
+    ``sign_bits`` (both sign planes), ``mantissa_bits`` and their sum ``total_bits``. Each
+    part is a whole number of bytes, as stored.
+    """
+    if isinstance(anchor, str) and anchor == "max":
+        anchor = max_anchor(x, container)
+    sign, exponent, mantissa = _split_codes(x, container, anchor)
+    header, groups, signs, zero_signs, mantissas = _pack_parts(
+        np.shape(x), sign, exponent, mantissa, container, anchor, mode, group_size
+    )
+    sizes = {
+        "header_bits": 8 * len(header),
+        "exponent_bits": 8 * len(groups),
+        "sign_bits": 8 * (len(signs) + len(zero_signs)),
+        "mantissa_bits": 8 * len(mantissas),
+    }
+    sizes["total_bits"] = sum(sizes.values())
+    return sizes
+
+
+def _pack_parts(shape, sign, exponent, mantissa, container, anchor, mode, group_size):
+    zeros = (exponent == 0) & (mantissa == 0)
+    stored = ~zeros
+    negative_zeros = bool((sign & zeros).any())
+    fields = dataclasses.replace(_fields_of(container, anchor), negative_zeros=negative_zeros)
+    header = write_header(Header(mode, group_size, tuple(shape), fields))
+    groups = encode_groups(exponent, zeros, group_size, mode)
+    signs = pack_fields(np.compress(stored, sign), 1)
+    zero_signs = pack_fields(np.compress(zeros, sign), 1) if negative_zeros else b""
+    mantissas = pack_fields(np.compress(stored, mantissa), container.mantissa_bits)
+    return header, groups, signs, zero_signs, mantissas
+
+
+def _is_raw(fields):
+    # The base format's own container: its codes are the input bit patterns, NaN payloads too.
+    return (
+        fields.exponent_bits == 8
+        and fields.mantissa_bits in _FULL_FORMAT_SHIFT
+        and fields.specials == "ieee"
+        and fields.subnormals
+        and not fields.anchored
+        and fields.offset == 127
+    )
+
+
+def _fields_of(container, anchor):
+    return TensorFields(container.base, container.exponent_bits, container.mantissa_bits,
+                        container.specials, container.subnormals, anchor is not None,
+                        container.bias if anchor is None else int(anchor), False)
+
+
+def _split_codes(x, container, anchor):
+    """Return flat (sign, exponent field, mantissa field) of the codes of ``x``."""
+    e, m = container.exponent_bits, container.mantissa_bits
+    if _is_raw(_fields_of(container, anchor)):
+        codes = _raw_codes(x, container)
+    else:
+        codes = encode(np.asarray(x), container, anchor=anchor).ravel()
+    codes = codes.astype(np.uint32, copy=False)
+    sign = (codes >> np.uint32(e + m)).astype(bool)
+    exponent = ((codes >> np.uint32(m)) & np.uint32((1 << e) - 1)).astype(np.uint8)
+    mantissa = codes & np.uint32((1 << m) - 1)
+    return sign, exponent, mantissa
+
+
+def _raw_codes(x, container):
+    x = np.asarray(x)
+    if x.dtype.name == "bfloat16" and container.mantissa_bits == 7:
+        return np.ascontiguousarray(x).reshape(-1).view(np.uint16)
+    if x.dtype != np.float32:
+        raise ValueError(f"pack: x dtype must be float32 (or bfloat16 with an e8m7 container); "
+                         f"got {x.dtype}")
+    bits = np.ascontiguousarray(x).reshape(-1).view(np.uint32)
+    if container.mantissa_bits == 23:
+        return bits
+    low = bits & np.uint32(0xFFFF)
+    if low.any():
+        index = int(np.flatnonzero(low)[0])
+        raise ValueError(
+            f"pack: an e8m7 (BF16) container needs BF16 values (low 16 bits zero, NaNs too); "
+            f"element {index} is 0x{int(bits[index]):08x}; round x to BF16 first"
+        )
+    return bits >> np.uint32(16)
+
+
+def _container_of(fields):
+    try:
+        return Container(fields.exponent_bits, fields.mantissa_bits,
+                         bias=None if fields.anchored else fields.offset,
+                         specials=fields.specials, subnormals=fields.subnormals,
+                         base=fields.base)
+    except (TypeError, ValueError) as error:
+        raise GeckoFormatError(f"header container fields: must describe a valid container; "
+                               f"{error}") from error
+
+
+def _read_sign_and_mantissa(reader, zeros, fields):
+    stored = ~zeros
+    stored_count = int(stored.sum())
+    zero_count = zeros.size - stored_count
+    if fields.negative_zeros and zero_count == 0:
+        raise GeckoFormatError("header flags: the negative zero flag needs at least one zero; "
+                               "the tensor has none")
+    sign = np.zeros(zeros.size, bool)
+    sign[stored] = _read_plane(reader, stored_count, 1, "sign plane").astype(bool)
+    if fields.negative_zeros:
+        sign[zeros] = _read_plane(reader, zero_count, 1, "zero sign plane").astype(bool)
+    mantissa = np.zeros(zeros.size, np.uint32)
+    mantissa[stored] = _read_plane(reader, stored_count, fields.mantissa_bits, "mantissa plane")
+    return sign, mantissa
+
+
+def _read_plane(reader, count, width, what):
+    plane = reader.take(plane_bytes(count, width), what)
+    if not padding_is_zero(plane, count, width):
+        raise GeckoFormatError(f"{what}: padding bits after the last field must be zero; "
+                               f"got last byte 0x{plane[-1]:02x}")
+    return unpack_fields(plane, count, width)
+
+
+def _join_codes(sign, exponent, mantissa, fields):
+    e, m = fields.exponent_bits, fields.mantissa_bits
+    codes = sign.astype(np.uint32) << np.uint32(e + m)
+    codes |= exponent.astype(np.uint32) << np.uint32(m)
+    return codes | mantissa
+
+
+def _decode(codes, container, fields):
+    if _is_raw(fields):
+        return (codes << np.uint32(_FULL_FORMAT_SHIFT[fields.mantissa_bits])).view(np.float32)
+    try:
+        return decode(codes, container, anchor=fields.offset if fields.anchored else None)
+    except ValueError as error:
+        raise GeckoFormatError(f"codes: every code must be one that encode emits; {error}") \
+            from error
