@@ -230,15 +230,17 @@ def _round_toward_zero(b, significand, shift, dropped, noise):
 def _round_stochastic(b, significand, shift, dropped, noise):
     """Round up iff noise < D * 2**(32 - d), D the d dropped bits.
 
-    For d > 32 only the 32 leading dropped bits count: the threshold is floor(S / 2**(d - 32)).
+    For d > 32 only the 32 leading dropped bits count: the threshold is floor(D / 2**(d - 32)).
     """
     truncated = b.shift_right(significand, shift)
     dropped_bits = b.op("Sub", significand, b.shift_left(truncated, shift))
-    # Two shifts, because a shift by 32 is undefined; D = 0 when d = 0.
-    near = b.shift_left(b.shift_left(dropped_bits, b.op("Sub", b.u32(31), shift)), b.u32(1))
-    far_shift = b.op("Min", b.op("Max", b.op("Sub", dropped, b.i32(32)), b.i32(0)), b.i32(31))
-    far = b.shift_right(significand, b.cast(far_shift, UINT32))
-    threshold = b.where(b.op("Greater", dropped, b.i32(32)), far, near)
+    # d <= 30: two shifts, because a shift by 32 is undefined for d = 0 (where D = 0).
+    few = b.shift_left(b.shift_left(dropped_bits, b.op("Sub", b.u32(31), shift)), b.u32(1))
+    # d >= 25 drops all of S (< 2**24), so D * 2**(32 - d) = (S << 7) >> (d - 25), which is 0
+    # once the shift reaches 31.
+    many_shift = b.op("Min", b.op("Max", b.op("Sub", dropped, b.i32(25)), b.i32(0)), b.i32(31))
+    many = b.shift_right(b.shift_left(significand, b.u32(7)), b.cast(many_shift, UINT32))
+    threshold = b.where(b.op("GreaterOrEqual", dropped, b.i32(25)), many, few)
     up = b.cast(b.op("Less", noise, threshold), UINT32)
     return b.op("Add", truncated, up)
 

@@ -1,0 +1,63 @@
+"""Run ``Narrow`` in every backend that must agree bit for bit (SPEC.md X2).
+
+The backends are the numpy reference itself, ``ReferenceEvaluator`` with the ``OpRun`` kernel,
+``ReferenceEvaluator`` expanding the function body, and ONNX Runtime running the function
+body. Models take the widths (and the anchor) as runtime inputs, so one model and one session
+per attribute set serve every width; they are cached by the function's overload name.
+"""
+
+import functools
+
+import numpy as np
+
+from onnx_ops import function_body, schemas
+from onnx_ops.model import build_model
+
+BACKENDS = ("reference", "kernel", "function", "onnxruntime")
+
+
+@functools.lru_cache(maxsize=None)
+def _model(overload, attributes_items):
+    return build_model(dict(attributes_items))
+
+
+@functools.lru_cache(maxsize=None)
+def _runner(backend, overload, attributes_items):
+    from onnx.reference import ReferenceEvaluator
+
+    from onnx_ops.kernels import KERNELS
+    from onnx_ops.runtime import OrtSession
+
+    model = _model(overload, attributes_items)
+    if backend == "kernel":
+        return ReferenceEvaluator(model, new_ops=KERNELS).run
+    if backend == "function":
+        return ReferenceEvaluator(model).run
+    session = OrtSession(model)
+    return lambda names, feeds: session.run(feeds)
+
+
+def narrow(backend, x, attributes, exponent_bits, mantissa_bits, *, anchor=None, noise=None):
+    """Return ``Narrow(x)`` computed by ``backend`` (one of BACKENDS)."""
+    a = schemas.complete_attributes(attributes)
+    if backend == "reference":
+        from reference import quantize
+
+        container = schemas.container_of(a, exponent_bits, mantissa_bits)
+        anchor_argument = {"bias": None, "input": anchor, "max": "max"}[a["anchor_mode"]]
+        return quantize(x, container, anchor=anchor_argument, noise=noise)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+
+    feeds = {
+        "X": x,
+        "exponent_bits": np.array(exponent_bits, np.int64),
+        "mantissa_bits": np.array(mantissa_bits, np.int64),
+    }
+    if anchor is not None:
+        feeds["anchor"] = np.array(anchor, np.int64)
+    if noise is not None:
+        feeds["noise"] = noise
+    items = tuple(sorted(a.items(), key=lambda item: item[0]))
+    run = _runner(backend, function_body.overload_name(a), items)
+    return run(None, feeds)[0]
