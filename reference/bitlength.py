@@ -1,0 +1,262 @@
+"""Quantum Mantissa and Quantum Exponent: bitlengths learned by gradient descent.
+
+Every tracked tensor t has a real mantissa width m_t in [0, 23] and exponent width e_t in [1, 8].
+Write Q(x; e, m) for ``quantize(x, Container.training(e, m), anchor="max")``. For a width n let
+n0 = min(⌊n⌋, n_max − 1) and f = n − n0 in [0, 1], so the top of the range is the upper end of
+the step below it.
+
+Forward, in one of two modes:
+
+- ``"collapse"`` (default): each width independently becomes n0 + 1 with probability f, else n0,
+  drawn from a seeded generator. The stored tensor Q(x; e_c, m_c) is a container member, and the
+  expected width is n.
+- ``"interpolate"``: the bilinear blend of the four corners Q(x; e0 + i, m0 + j), with weights
+  (1 − f_e or f_e) · (1 − f_m or f_m). The blend is not a container member; storage is counted
+  at (⌈e⌉, ⌈m⌉).
+
+Backward, with g the gradient of the loss with respect to the narrowed tensor:
+
+- dL/dm = Σ g ⊙ (Q(x; e_c, m0 + 1) − Q(x; e_c, m0)) in collapse mode, and the exact derivative
+  of the blend, (1 − f_e) · Σ g ⊙ (Q01 − Q00) + f_e · Σ g ⊙ (Q11 − Q10), in interpolation mode;
+  dL/de likewise with the roles of e and m swapped.
+- dL/dx = g everywhere (straight-through), including at values that flush to zero. The anchor is
+  the tensor maximum, so nothing saturates, and a zero gradient at flushed values would freeze a
+  weight that fell below the window for the rest of training.
+
+The footprint term γ · Σ_t w_t (1 + e_t + m_t), with w_t the share of tensor t in the stored
+values, is the footprint-weighted bits per value; see :func:`footprint_penalty`.
+"""
+
+import functools
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from reference.container import Container
+from reference.quantize import quantize
+
+MANTISSA_RANGE = (0.0, 23.0)
+EXPONENT_RANGE = (1.0, 8.0)
+MODES = ("collapse", "interpolate")
+
+
+@functools.lru_cache(maxsize=None)
+def training_container(exponent_bits, mantissa_bits, rounding="nearest_even"):
+    """Return the (cached) training container with integer widths."""
+    return Container.training(int(exponent_bits), int(mantissa_bits), rounding=rounding)
+
+
+def narrow(x, exponent_bits, mantissa_bits, rounding="nearest_even", rng=None):
+    """Return Q(x; e, m): ``x`` (float32) in the anchored training container of integer widths.
+
+    ``rng`` supplies the uint32 noise of stochastic rounding and is ignored otherwise.
+    """
+    container = training_container(exponent_bits, mantissa_bits, rounding)
+    noise = None
+    if rounding == "stochastic":
+        if rng is None:
+            raise ValueError("narrow: stochastic rounding needs rng; got rng=None "
+                             "(pass np.random.default_rng(seed))")
+        noise = rng.integers(0, 2**32, size=x.shape, dtype=np.uint32)
+    return quantize(x, container, anchor="max", noise=noise)
+
+
+def split_width(n, width_range):
+    """Return ``(n0, f)``: the lower integer width of n's step and the fraction above it.
+
+    >>> split_width(3.25, MANTISSA_RANGE), split_width(23.0, MANTISSA_RANGE)
+    ((3, 0.25), (22, 1.0))
+    """
+    low, high = width_range
+    if not low <= n <= high:
+        raise ValueError(f"width: must be in [{low:g}, {high:g}]; got {n!r} (clamp it first)")
+    n0 = min(int(math.floor(n)), int(high) - 1)
+    return n0, float(n) - n0
+
+
+def collapse(n, width_range, rng):
+    """Return the integer width n0 + 1 with probability f, else n0 (see :func:`split_width`)."""
+    n0, fraction = split_width(n, width_range)
+    return n0 + int(rng.random() < fraction)
+
+
+def stored_width(n, width_range, mode, rng):
+    """Return the integer width a tensor is stored and counted at this step."""
+    if mode == "collapse":
+        return collapse(n, width_range, rng)
+    if mode == "interpolate":
+        return int(math.ceil(n))
+    raise ValueError(f"bitlength mode: must be one of {MODES}; got {mode!r}")
+
+
+class QuantumContext(NamedTuple):
+    """Forward-pass data of one tensor that :func:`quantum_vjp` needs."""
+
+    x: np.ndarray
+    """the unnarrowed float32 input"""
+    exponent: tuple
+    """(e0, f_e, e_c): lower width, fraction, and collapsed width (None in interpolation)"""
+    mantissa: tuple
+    """(m0, f_m, m_c), as for the exponent"""
+    mode: str
+    rounding: str
+    corners: dict
+    """narrowed tensors already computed, keyed by (exponent_bits, mantissa_bits)"""
+
+
+class QuantumResult(NamedTuple):
+    """Narrowed tensor of one forward pass and the integer widths it is stored at."""
+
+    value: np.ndarray
+    exponent_bits: int
+    mantissa_bits: int
+    context: QuantumContext
+
+
+def quantum_narrow(x, exponent_bits, mantissa_bits, *, mode="collapse",
+                   rounding="nearest_even", rng=None):
+    """Narrow ``x`` at real widths (e, m) in ``mode``; return a :class:`QuantumResult`.
+
+    ``rng`` (a numpy Generator) draws the collapse and any stochastic-rounding noise.
+    """
+    if mode not in MODES:
+        raise ValueError(f"bitlength mode: must be one of {MODES}; got {mode!r}")
+    if mode == "collapse" and rng is None:
+        raise ValueError("quantum_narrow: collapse mode needs rng; got rng=None "
+                         "(pass np.random.default_rng(seed))")
+    e0, fraction_e = split_width(exponent_bits, EXPONENT_RANGE)
+    m0, fraction_m = split_width(mantissa_bits, MANTISSA_RANGE)
+    corners = {}
+
+    def corner(e, m):
+        if (e, m) not in corners:
+            corners[(e, m)] = narrow(x, e, m, rounding, rng)
+        return corners[(e, m)]
+
+    if mode == "collapse":
+        e_c = e0 + int(rng.random() < fraction_e)
+        m_c = m0 + int(rng.random() < fraction_m)
+        value = corner(e_c, m_c)
+        stored = (e_c, m_c)
+    else:
+        e_c = m_c = None
+        value = None
+        for i, weight_e in ((0, 1.0 - fraction_e), (1, fraction_e)):
+            for j, weight_m in ((0, 1.0 - fraction_m), (1, fraction_m)):
+                weight = weight_e * weight_m
+                if weight == 0.0:
+                    continue
+                # The blend is summed in float64 and rounded to float32 once. Starting from the
+                # first term rather than from zeros keeps -0 at integer widths.
+                term = weight * corner(e0 + i, m0 + j).astype(np.float64)
+                value = term if value is None else value + term
+        value = value.astype(x.dtype)
+        stored = (int(math.ceil(exponent_bits)), int(math.ceil(mantissa_bits)))
+
+    context = QuantumContext(x, (e0, fraction_e, e_c), (m0, fraction_m, m_c), mode, rounding,
+                             corners)
+    return QuantumResult(value, stored[0], stored[1], context)
+
+
+def quantum_vjp(context, grad_output, rng=None, need_exponent=True):
+    """Return ``(grad_x, grad_exponent_bits, grad_mantissa_bits)`` for one narrowed tensor.
+
+    ``grad_output`` is dL/dQ. The width gradients are float64 scalars; ``grad_exponent_bits``
+    is 0.0 without computing its corners when ``need_exponent`` is False. ``rng`` supplies
+    stochastic-rounding noise for corners the forward pass did not compute.
+    """
+    x, corners = context.x, context.corners
+    e0, fraction_e, e_c = context.exponent
+    m0, fraction_m, m_c = context.mantissa
+    g = np.asarray(grad_output, dtype=np.float64)
+
+    def corner(e, m):
+        if (e, m) not in corners:
+            corners[(e, m)] = narrow(x, e, m, context.rounding, rng)
+        return corners[(e, m)]
+
+    def slope(low, high):
+        # float64 differences and sums, so a tiny Q step is not lost to float32 rounding
+        return float(np.sum(g * (high.astype(np.float64) - low.astype(np.float64))))
+
+    if context.mode == "collapse":
+        grad_m = slope(corner(e_c, m0), corner(e_c, m0 + 1))
+        grad_e = slope(corner(e0, m_c), corner(e0 + 1, m_c)) if need_exponent else 0.0
+    else:
+        grad_m = ((1.0 - fraction_e) * slope(corner(e0, m0), corner(e0, m0 + 1))
+                  + fraction_e * slope(corner(e0 + 1, m0), corner(e0 + 1, m0 + 1)))
+        grad_e = 0.0
+        if need_exponent:
+            grad_e = ((1.0 - fraction_m) * slope(corner(e0, m0), corner(e0 + 1, m0))
+                      + fraction_m * slope(corner(e0, m0 + 1), corner(e0 + 1, m0 + 1)))
+
+    grad_x = np.asarray(grad_output, dtype=x.dtype)
+    return grad_x, grad_e, grad_m
+
+
+def footprint_penalty(elements, exponent_bits, mantissa_bits, gamma):
+    """Return ``(value, grad_exponent_bits, grad_mantissa_bits)`` of the footprint term.
+
+    value = γ · Σ_t w_t (1 + e_t + m_t) with w_t = elements_t / Σ elements, so value/γ is the
+    mean stored bits per value. The weights are constants, so dvalue/de_t = dvalue/dm_t = γ w_t.
+
+    >>> value, _, grad_m = footprint_penalty([1, 3], [8.0, 4.0], [23.0, 3.0], gamma=1.0)
+    >>> float(value), grad_m.tolist()
+    (14.0, [0.25, 0.75])
+    """
+    elements = np.asarray(elements, dtype=np.float64)
+    total = elements.sum()
+    if total <= 0:
+        raise ValueError(f"footprint_penalty elements: the total must be positive; got {total}")
+    weights = elements / total
+    bits = 1.0 + np.asarray(exponent_bits, np.float64) + np.asarray(mantissa_bits, np.float64)
+    grad = gamma * weights
+    return gamma * float(np.dot(weights, bits)), grad.copy(), grad
+
+
+class WidthAdamState(NamedTuple):
+    """Adam moments of a vector of widths (float64 arrays of the widths' shape)."""
+
+    count: int
+    mu: np.ndarray
+    nu: np.ndarray
+
+
+def width_adam_init(widths):
+    """Return a zero :class:`WidthAdamState` for the float array ``widths``."""
+    zeros = np.zeros(np.shape(widths), dtype=np.float64)
+    return WidthAdamState(0, zeros, zeros.copy())
+
+
+def width_adam_update(grads, state, lr, b1=0.9, b2=0.999, eps=1e-8):
+    """Return ``(updates, new_state)``: Adam without weight decay, to be added to the widths.
+
+    update = −lr · μ̂ / (√ν̂ + eps) with bias-corrected moments μ̂, ν̂ of ``grads``. Adam's
+    per-width normalization makes the step about ``lr`` bits whatever the gradient's scale,
+    which matters because the task gradient on a width shrinks roughly like 2^−width.
+    """
+    grads = np.asarray(grads, dtype=np.float64)
+    count = state.count + 1
+    mu = b1 * state.mu + (1.0 - b1) * grads
+    nu = b2 * state.nu + (1.0 - b2) * grads * grads
+    mu_hat = mu / (1.0 - b1**count)
+    nu_hat = nu / (1.0 - b2**count)
+    return -lr * mu_hat / (np.sqrt(nu_hat) + eps), WidthAdamState(count, mu, nu)
+
+
+def width_lr(step, fast_lr=0.5, fast_steps=60, lr=0.1):
+    """Return the width learning rate at ``step``: ``fast_lr`` for ``fast_steps`` steps, then ``lr``.
+
+    The widths start at (23, 8), so over a short run the whole-run footprint depends mostly on
+    how fast they come down. The high rate brings them down within tens of steps. The lower rate
+    after it lets the task gradient settle them near equilibrium.
+    """
+    return fast_lr if step < fast_steps else lr
+
+
+def gamma_at(step, gamma, warmup_steps=0):
+    """Return γ at ``step``: a linear ramp from 0 over ``warmup_steps``, then ``gamma``."""
+    if warmup_steps <= 0 or step >= warmup_steps:
+        return gamma
+    return gamma * (step + 1) / warmup_steps
