@@ -1,0 +1,81 @@
+"""Throughput of Narrow in ONNX Runtime (function body) against the numpy reference.
+
+Usage: python bench/bench_onnx.py [--size 16777216] [--repeats 3] [--threads 2]
+
+Prints one line per case: GB/s of float32 input for the reference, ONNX Runtime, and the ratio,
+with a numpy copy and (when installed) an ml_dtypes round trip as baselines from the same
+process. Speed is reported as ratios because the machine is shared.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from onnx_ops import schemas  # noqa: E402
+from onnx_ops.model import narrow_model  # noqa: E402
+from onnx_ops.runtime import OrtSession  # noqa: E402
+from reference import Container, quantize  # noqa: E402
+
+CASES = {
+    "e4m3fn": (Container.from_name("e4m3fn"), False),
+    "bf16": (Container.from_name("bf16"), False),
+    "training e4m3 max anchor": (Container.training(4, 3), "max"),
+}
+
+
+def best_seconds(function, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=16 * 2**20, help="values per tensor")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs; the best counts")
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    args = parser.parse_args(argv)
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(args.size) * 10.0).astype(np.float32)
+    gigabytes = x.nbytes / 1e9
+
+    copy = best_seconds(lambda: x.copy(), args.repeats)
+    print(f"numpy copy: {gigabytes / copy:.2f} GB/s")
+    try:
+        import ml_dtypes
+
+        dtype = ml_dtypes.float8_e4m3fn
+        seconds = best_seconds(lambda: x.astype(dtype).astype(np.float32), args.repeats)
+        print(f"ml_dtypes e4m3fn round trip: {gigabytes / seconds:.2f} GB/s")
+    except ImportError:
+        print("ml_dtypes not installed: skipping its baseline")
+
+    for name, (container, anchor) in CASES.items():
+        reference_anchor = "max" if anchor == "max" else None
+        reference = best_seconds(lambda: quantize(x, container, anchor=reference_anchor),
+                                 args.repeats)
+        session = OrtSession(narrow_model(container, anchor=anchor), threads=args.threads)
+        want = quantize(x, container, anchor=reference_anchor)
+        got = session.run({"X": x})[0]
+        if not np.array_equal(got.view(np.uint32), want.view(np.uint32)):
+            raise SystemExit(f"{name}: ONNX Runtime output differs from the reference")
+        onnxruntime = best_seconds(lambda: session.run({"X": x}), args.repeats)
+        print(
+            f"{name}: reference {gigabytes / reference:.2f} GB/s, onnxruntime "
+            f"{gigabytes / onnxruntime:.2f} GB/s, ratio {reference / onnxruntime:.2f}x "
+            f"(bit-exact)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
