@@ -13,6 +13,7 @@ import sys
 
 # Modules that define subcommands, in the order ``sfp --help`` lists them.
 COMMAND_MODULES = (
+    "numpyml.cli",
 )
 
 

@@ -3,14 +3,15 @@
 from numpyml.engine import Tensor
 from numpyml.ops.conv import avg_pool2d, conv2d, max_pool2d
 from numpyml.ops.elementwise import (
-    add, div, exp, gelu, log, matmul, mul, neg, pow, relu, sigmoid, sqrt, sub, tanh, where,
+    add, div, exp, gelu, linear, log, matmul, mul, neg, pow, relu, sigmoid, sqrt, sub, tanh,
+    where,
 )
 from numpyml.ops.loss import cross_entropy, dropout, log_softmax
 from numpyml.ops.shape import concatenate, flatten, getitem, max, mean, reshape, sum, transpose
 
 __all__ = [
     "add", "avg_pool2d", "concatenate", "conv2d", "cross_entropy", "div", "dropout", "exp",
-    "flatten", "gelu", "getitem", "log", "log_softmax", "matmul", "max", "max_pool2d", "mean",
+    "flatten", "gelu", "getitem", "linear", "log", "log_softmax", "matmul", "max", "max_pool2d", "mean",
     "mul", "neg", "pow", "relu", "reshape", "sigmoid", "sqrt", "sub", "sum", "tanh",
     "transpose", "where",
 ]

@@ -65,12 +65,13 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
             f"conv2d: input channels must match the weight's {in_channels}; got {x.shape[1]}"
         )
     stride, padding = _pair(stride, "conv2d stride"), _pair(padding, "conv2d padding")
+    # Columns are ordered (kh, kw, C) so that channel runs stay contiguous in memory, which
+    # makes the im2col copy and the scatter of the input gradient cheap.
     windows = _windows(x.data, (kh, kw), stride, padding)
     n, _, out_h, out_w = windows.shape[:4]
-    # (N, Ho, Wo, C, kh, kw) so that each row of the column matrix is one output pixel.
-    columns = np.ascontiguousarray(windows.transpose(0, 2, 3, 1, 4, 5))
-    columns = columns.reshape(n * out_h * out_w, in_channels * kh * kw)
-    weight_matrix = weight.data.reshape(out_channels, -1)
+    columns = np.ascontiguousarray(windows.transpose(0, 2, 3, 4, 5, 1))
+    columns = columns.reshape(n * out_h * out_w, kh * kw * in_channels)
+    weight_matrix = weight.data.transpose(0, 2, 3, 1).reshape(out_channels, -1)
     out = columns @ weight_matrix.T
     if bias is not None:
         out += bias.data
@@ -79,16 +80,29 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
 
     def vjp(g):
         grad_rows = g.transpose(0, 2, 3, 1).reshape(-1, out_channels)
-        grad_weight = (grad_rows.T @ columns).reshape(weight.shape)
+        grad_weight = (grad_rows.T @ columns).reshape(out_channels, kh, kw, in_channels)
+        grad_weight = grad_weight.transpose(0, 3, 1, 2)
         grad_x = None
         if x.requires_grad:
-            grad_columns = (grad_rows @ weight_matrix).reshape(n, out_h, out_w, in_channels, kh, kw)
-            grad_x = _scatter_windows(grad_columns.transpose(0, 3, 1, 2, 4, 5), x.shape, stride, padding)
+            grad_columns = (grad_rows @ weight_matrix).reshape(n, out_h, out_w, kh, kw, in_channels)
+            grad_x = _scatter_columns(grad_columns, x.shape, stride, padding)
         if bias is None:
             return grad_x, grad_weight
         return grad_x, grad_weight, grad_rows.sum(axis=0)
 
     return make_result(out, parents, vjp, "conv2d")
+
+
+def _scatter_columns(grad_columns, input_shape, stride, padding):
+    """Add (N, Ho, Wo, kh, kw, C) column gradients back onto an NCHW input gradient."""
+    n, c, height, width = input_shape
+    (sh, sw), (ph, pw) = stride, padding
+    _, out_h, out_w, kh, kw, _ = grad_columns.shape
+    padded = np.zeros((n, height + 2 * ph, width + 2 * pw, c), dtype=grad_columns.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            padded[:, i:i + sh * out_h:sh, j:j + sw * out_w:sw] += grad_columns[:, :, :, i, j]
+    return padded[:, ph:ph + height, pw:pw + width].transpose(0, 3, 1, 2)
 
 
 # -------------------------------------------------------------------------- pooling
@@ -104,6 +118,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     kernel = _pair(kernel_size, "max_pool2d kernel_size")
     stride = kernel if stride is None else _pair(stride, "max_pool2d stride")
     padding = _pair(padding, "max_pool2d padding")
+    if padding == (0, 0) and stride == kernel and _tiles(x.shape, kernel):
+        return _max_pool_tiles(x, kernel)
     source = x.data
     if padding != (0, 0):
         pad = ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2)
@@ -139,3 +155,22 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
         return (_scatter_windows(per_tap, x.shape, stride, padding),)
 
     return make_result(out, (x,), vjp, "avg_pool2d")
+
+
+def _tiles(shape, kernel):
+    return shape[2] % kernel[0] == 0 and shape[3] % kernel[1] == 0
+
+
+def _max_pool_tiles(x, kernel):
+    """Max pooling over non-overlapping tiles that cover the input exactly, by reshaping."""
+    n, c, height, width = x.shape
+    kh, kw = kernel
+    tiles = x.data.reshape(n, c, height // kh, kh, width // kw, kw)
+    out = tiles.max(axis=(3, 5))
+
+    def vjp(g):
+        is_max = tiles == out[:, :, :, None, :, None]
+        ties = is_max.sum(axis=(3, 5), keepdims=True)
+        return ((is_max * (g[:, :, :, None, :, None] / ties)).reshape(x.shape),)
+
+    return make_result(out, (x,), vjp, "max_pool2d")

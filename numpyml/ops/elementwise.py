@@ -249,3 +249,26 @@ def where(condition, a, b):
         )
 
     return make_result(out, (a, b), vjp, "where")
+
+
+def linear(x, weight, bias=None):
+    """Return ``x @ weight.T + bias`` as one op (the Linear layer), x of shape (..., in).
+
+    ``weight`` is (out, in) and ``bias`` (out,), as in PyTorch.
+    """
+    x, weight = as_tensor(x), as_tensor(weight)
+    out = x.data @ weight.data.T
+    if bias is not None:
+        bias = as_tensor(bias)
+        out += bias.data
+    parents = (x, weight) if bias is None else (x, weight, bias)
+
+    def vjp(g):
+        rows = g.reshape(-1, g.shape[-1])
+        grad_x = g @ weight.data if x.requires_grad else None
+        grad_weight = rows.T @ x.data.reshape(-1, x.shape[-1])
+        if bias is None:
+            return grad_x, grad_weight
+        return grad_x, grad_weight, rows.sum(axis=0)
+
+    return make_result(out, parents, vjp, "linear")
