@@ -130,9 +130,10 @@ def _anchor(b, a, m, magnitude, bias_e_max):
     # is set), so that no noise can make a value overflow.
     noise = b.u32(0) if a["rounding"] == "stochastic" else None
     rounded = _round_magnitude(b, dict(a, subnormals=0), largest, m, None, noise)
-    anchor = b.op("Min", _true_exponent(b, rounded), b.i32(127))
-    # A tensor with no finite nonzero value takes the container's own largest exponent.
-    return b.where(b.op("Equal", largest, b.u32(0)), bias_e_max, anchor)
+    # A tensor with no finite nonzero value takes the container's own largest exponent, which
+    # is at least 0 with the IEEE bias; both are clamped to 127, the largest float32 exponent.
+    anchor = b.where(b.op("Equal", largest, b.u32(0)), bias_e_max, _true_exponent(b, rounded))
+    return b.op("Min", anchor, b.i32(127), hint="anchor")
 
 
 def _max_bits(b, a, e_max, m):

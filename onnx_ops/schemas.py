@@ -177,7 +177,9 @@ def _check_constant_widths(ctx, attributes):
     if any(w is None for w in widths):
         return
     values = [onnx.numpy_helper.to_array(w) for w in widths]
-    container_of(attributes, *values)
+    container = container_of(attributes, *values)
+    if attributes["anchor_mode"] == "bias":
+        container.with_anchor(None)  # checks that the bias puts the window in range
 
 
 def _default(name, value, description):

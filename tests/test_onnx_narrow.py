@@ -285,3 +285,12 @@ def test_function_body_returns_nan_where_reference_raises():
         narrow("kernel", x[1:], attributes, 4, 3)
     got = bits_of(narrow("onnxruntime", x, attributes, 4, 3))
     np.testing.assert_array_equal(got, np.uint32([NAN_BITS, NAN_BITS, 0x3F80_0000]))
+
+
+@pytest.mark.spec("X3")
+def test_max_anchor_of_nonfinite_tensor_clamps_to_127():
+    # Training containers with e = 8 have their IEEE-bias top binade at 2^128.
+    attributes = schemas.attributes_of(Container.training(8, 3), anchor_mode="max")
+    x = np.float32([np.inf, 0.0, -np.inf])
+    got = assert_backends_agree(x, attributes, 8, 3).view(np.float32)
+    assert got[0] == float.fromhex("0x1.ep+127")

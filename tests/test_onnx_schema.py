@@ -150,3 +150,9 @@ def test_wrong_noise_dtype_fails_in_kernel():
     with pytest.raises(ValueError, match="noise must be a uint32 numpy array; got int64"):
         narrow("kernel", np.float32([1.0]), {"rounding": "stochastic"}, 4, 3,
                noise=np.array([1], np.int64))
+
+
+@pytest.mark.spec("X3")
+def test_bias_outside_window_range_fails_check():
+    with pytest.raises(ValueError, match="got bias 200, largest exponent -186"):
+        build_model({"bias": 200}, 4, 3)
