@@ -14,6 +14,7 @@ import sys
 # Modules that define subcommands, in the order ``sfp --help`` lists them.
 COMMAND_MODULES = (
     "numpyml.cli",
+    "onnx_ops.cli",
 )
 
 
