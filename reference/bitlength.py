@@ -215,36 +215,6 @@ def footprint_penalty(elements, exponent_bits, mantissa_bits, gamma):
     return gamma * float(np.dot(weights, bits)), grad.copy(), grad
 
 
-class WidthAdamState(NamedTuple):
-    """Adam moments of a vector of widths (float64 arrays of the widths' shape)."""
-
-    count: int
-    mu: np.ndarray
-    nu: np.ndarray
-
-
-def width_adam_init(widths):
-    """Return a zero :class:`WidthAdamState` for the float array ``widths``."""
-    zeros = np.zeros(np.shape(widths), dtype=np.float64)
-    return WidthAdamState(0, zeros, zeros.copy())
-
-
-def width_adam_update(grads, state, lr, b1=0.9, b2=0.999, eps=1e-8):
-    """Return ``(updates, new_state)``: Adam without weight decay, to be added to the widths.
-
-    update = −lr · μ̂ / (√ν̂ + eps) with bias-corrected moments μ̂, ν̂ of ``grads``. Adam's
-    per-width normalization makes the step about ``lr`` bits whatever the gradient's scale,
-    which matters because the task gradient on a width shrinks roughly like 2^−width.
-    """
-    grads = np.asarray(grads, dtype=np.float64)
-    count = state.count + 1
-    mu = b1 * state.mu + (1.0 - b1) * grads
-    nu = b2 * state.nu + (1.0 - b2) * grads * grads
-    mu_hat = mu / (1.0 - b1**count)
-    nu_hat = nu / (1.0 - b2**count)
-    return -lr * mu_hat / (np.sqrt(nu_hat) + eps), WidthAdamState(count, mu, nu)
-
-
 def width_lr(step, fast_lr=0.5, fast_steps=60, lr=0.1):
     """Return the width learning rate at ``step``: ``fast_lr`` for ``fast_steps`` steps, then ``lr``.
 

@@ -44,6 +44,8 @@ class TensorFootprint(NamedTuple):
     """stored bits, summed over instances"""
     coded_bits: int
     """stored bits with the exponent field at its recorded coded size"""
+    max_elements: int
+    """values of the largest instance (a full batch, for activations)"""
 
     @property
     def ratio_fp32(self):
@@ -145,9 +147,11 @@ class FootprintLedger:
         element_sums = _sum_by(ids, elements, count)
         bit_sums = _sum_by(ids, bits, count)
         coded_sums = _sum_by(ids, coded, count)
+        largest = np.zeros(count, dtype=np.int64)
+        np.maximum.at(largest, ids, elements)
         return [
             TensorFootprint(name, kind, int(instances[i]), int(element_sums[i]),
-                            int(bit_sums[i]), int(coded_sums[i]))
+                            int(bit_sums[i]), int(coded_sums[i]), int(largest[i]))
             for i, (name, kind) in enumerate(self._names)
         ]
 
