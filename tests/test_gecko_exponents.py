@@ -6,7 +6,8 @@ from hypothesis import example, given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from reference.gecko import GeckoFormatError, decode_exponents, encode_exponents
-from reference.gecko.groups import WIDTHS
+from reference.gecko.fixed import WIDTHS
+from reference.gecko.huffman import LENGTH_LIMIT, code_lengths
 from reference.gecko.header import GROUP_SIZES
 
 MODES = ("fixed", "entropy")
@@ -66,41 +67,51 @@ def test_fixed_mode_reaches_every_width_code():
     exponents = exponents.astype(np.uint8)
     blob = encode_exponents(exponents, mode="fixed")
     body = blob[HEADER_BYTES + 8 :]
-    flags, bases, codes = body[:1], body[1:9], body[9:12]
-    payload = body[12:]
+    modes, frame, codes, payload = body[:2], body[2:4], body[4:7], body[7:]
 
-    assert flags == b"\x00"
-    assert bases == bytes([1] * 8)
+    assert modes == b"\x00\x00"  # zero mode 0 in all eight groups
+    assert frame == b"\x01\x00"  # base_min 1, base width 0: no base plane
     assert int.from_bytes(codes, "little") == sum(code << (3 * code) for code in range(8))
     assert len(payload) == sum(32 * width // 8 for width in WIDTHS)
     np.testing.assert_array_equal(decode_exponents(blob), exponents)
 
 
-@pytest.mark.spec("G3")
-def test_zero_group_costs_flag_and_mask():
-    exponents = np.zeros(64, np.uint8)
-    blob = encode_exponents(exponents, mode="fixed")
+@pytest.mark.spec("G3", "G4")
+def test_all_zero_groups_store_only_their_mode():
+    blob = encode_exponents(np.zeros(64, np.uint8), mode="fixed")
 
-    # Two flag bits in one byte and two 32-bit masks; an all-zero group stores no base.
-    assert len(blob) == HEADER_BYTES + 8 + 1 + 8
-    assert blob[HEADER_BYTES + 8 :] == b"\x03" + b"\xff" * 8
+    # Zero mode 3 in two groups, an empty base frame and nothing else.
+    assert blob[HEADER_BYTES + 8 :] == b"\x0f\x00\x00"
 
 
-@pytest.mark.spec("G3")
+@pytest.mark.spec("G3", "G4")
 def test_group_without_zeros_stores_no_mask():
-    exponents = np.full(32, 127, np.uint8)
-    blob = encode_exponents(exponents, mode="fixed")
+    blob = encode_exponents(np.full(32, 127, np.uint8), mode="fixed")
 
-    # Flag byte 0, base 127, width code 0 and no payload.
-    assert blob[HEADER_BYTES + 8 :] == b"\x00\x7f\x00"
+    # Zero mode 0, base frame (127, width 0), width code 0 and no deltas.
+    assert blob[HEADER_BYTES + 8 :] == b"\x00\x7f\x00\x00"
 
 
-@pytest.mark.spec("G3")
-def test_last_group_padding_is_marked_zero():
+@pytest.mark.spec("G3", "G4")
+def test_last_group_padding_is_masked():
     blob = encode_exponents(np.full(3, 127, np.uint8), mode="fixed")
 
-    # Lanes 3..31 of the only group are padding and marked zero, so the group is flagged.
-    assert blob[HEADER_BYTES + 8 :] == b"\x01" + bytes([0xF8, 0xFF, 0xFF, 0xFF]) + b"\x7f\x00"
+    # Lanes 3..31 of the only group are padding, marked as zeros in a mask (zero mode 1).
+    assert blob[HEADER_BYTES + 8 :] == b"\x01" + bytes([0xF8, 0xFF, 0xFF, 0xFF]) + b"\x7f\x00\x00"
+
+
+@pytest.mark.spec("G4")
+def test_sparse_zeros_are_stored_inline():
+    # One zero among 31 exponents of range 2: a mask costs 32 + 31 * 2 bits, inline 32 * 2.
+    exponents = np.full(32, 120, np.uint8)
+    exponents[1::2] = 122
+    exponents[5] = 0
+    blob = encode_exponents(exponents, mode="fixed")
+    body = blob[HEADER_BYTES + 8 :]
+
+    assert body[0] == 2  # zero mode 2
+    assert len(body) == 1 + 2 + 1 + 8
+    np.testing.assert_array_equal(decode_exponents(blob), exponents)
 
 
 @pytest.mark.spec("G4", "G5")
@@ -149,3 +160,32 @@ def test_decode_rejects_packed_tensor_kind():
     blob[5] = 1
     with pytest.raises(GeckoFormatError, match="kind"):
         decode_exponents(bytes(blob))
+
+
+@pytest.mark.spec("G5")
+def test_code_lengths_respect_the_limit():
+    # Fibonacci counts make an unlimited Huffman code as deep as there are symbols.
+    counts = [1, 1]
+    while len(counts) < 40:
+        counts.append(counts[-1] + counts[-2])
+    lengths = code_lengths(np.array(counts))
+
+    assert lengths.max() == LENGTH_LIMIT
+    assert sum(2.0 ** -int(n) for n in lengths) <= 1.0
+
+
+@pytest.mark.spec("G5")
+def test_code_lengths_match_huffman_when_unlimited():
+    lengths = code_lengths(np.array([5, 9, 12, 13, 16, 45]))
+
+    assert lengths.tolist() == [4, 4, 3, 3, 3, 1]
+
+
+@pytest.mark.parametrize("module", ["bitfields", "huffman", "exponents", "packing"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"reference.gecko.{module}"))
+    assert result.attempted > 0
+    assert result.failed == 0

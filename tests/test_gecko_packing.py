@@ -105,9 +105,10 @@ def test_positive_zeros_cost_one_mask_bit_each():
     x[::32] = 1.0
     sizes = encoded_bits(x, Container.training(4, 3), anchor=0)
 
-    # Per group of 32: flag and mask (33 bits), base (8), width code (3); one sign, 3 mantissa.
+    # Per group of 32: zero mode 1 (2 bits), a 32-bit mask and width code 0 (3 bits); every
+    # base is 127, so the base frame is 2 bytes and the base plane empty. One sign, 3 mantissa.
     groups = x.size // 32
-    assert sizes["exponent_bits"] == groups * (33 + 8) + 8 * -(-groups * 3 // 8)
+    assert sizes["exponent_bits"] == 8 * (groups * 2 // 8 + groups * 4 + 2 + groups * 3 // 8)
     assert sizes["sign_bits"] == groups
     assert sizes["mantissa_bits"] == groups * 3
 

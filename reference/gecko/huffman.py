@@ -1,9 +1,9 @@
-"""Canonical Huffman coding of small unsigned symbols, decoded in independent chunks.
+"""Canonical Huffman coding of symbols 0..256, decoded in independent chunks (rule G5).
 
-One static code per tensor: the code lengths are sent as a table, codes are canonical
+One static code per stream: the code lengths are sent as a table, codes are canonical
 (shorter codes first, ties by symbol value, as in DEFLATE) and are written least significant
-bit first with the first code bit lowest. The stream is cut into chunks whose bit lengths
-are sent up front, so a decoder can run all chunks side by side (rule G5).
+bit first with the first code bit lowest. The symbols are cut into chunks of 2048 whose bit
+lengths are sent up front, so a decoder steps through all chunks side by side.
 
 >>> lengths = code_lengths(np.bincount([0, 0, 0, 1, 2]))
 >>> lengths.tolist()
@@ -21,7 +21,9 @@ from reference.gecko.bitfields import pack_at, plane_bytes
 from reference.gecko.errors import GeckoFormatError
 
 LENGTH_LIMIT = 12
-MAX_SYMBOLS = 256
+MAX_SYMBOLS = 257
+# A chunk of 2048 codes of at most 12 bits fits the uint16 chunk length.
+CHUNK_SYMBOLS = 2048
 _TABLE_SIZE = struct.Struct("<H")
 
 
@@ -93,110 +95,108 @@ def write_table(lengths):
     return _TABLE_SIZE.pack(size) + (nibbles[0::2] | nibbles[1::2] << 4).tobytes()
 
 
-def read_table(reader):
+def read_table(reader, what):
     """Parse and validate a code length table; rejects codes that do not form a prefix code."""
-    (size,) = reader.unpack(_TABLE_SIZE, "entropy table size")
+    (size,) = reader.unpack(_TABLE_SIZE, f"{what} table size")
     if size > MAX_SYMBOLS:
-        raise GeckoFormatError(f"entropy table size: must be at most {MAX_SYMBOLS}; got {size}")
-    packed = np.frombuffer(reader.take(plane_bytes(size, 4), "entropy table"), np.uint8)
+        raise GeckoFormatError(f"{what} table size: must be at most {MAX_SYMBOLS}; got {size}")
+    packed = np.frombuffer(reader.take(plane_bytes(size, 4), f"{what} table"), np.uint8)
     nibbles = np.stack([packed & 15, packed >> 4], axis=1).ravel()
     if nibbles[size:].any():
-        raise GeckoFormatError("entropy table: the unused last nibble must be zero; got "
+        raise GeckoFormatError(f"{what} table: the unused last nibble must be zero; got "
                                f"{int(nibbles[-1])}")
-    lengths = nibbles[:size]
+    lengths = nibbles[:size].astype(np.int64)
     if lengths.max(initial=0) > LENGTH_LIMIT:
-        raise GeckoFormatError(f"entropy table: code lengths must be at most {LENGTH_LIMIT}; "
+        raise GeckoFormatError(f"{what} table: code lengths must be at most {LENGTH_LIMIT}; "
                                f"got {int(lengths.max())}")
     kraft = sum(1 << (LENGTH_LIMIT - int(n)) for n in lengths if n)
     if kraft > 1 << LENGTH_LIMIT:
         raise GeckoFormatError(
-            f"entropy table: lengths must satisfy the Kraft inequality (sum of 2**-length <= 1); "
+            f"{what} table: lengths must satisfy the Kraft inequality (sum of 2**-length <= 1); "
             f"got {kraft / (1 << LENGTH_LIMIT)}"
         )
     return lengths
 
 
-def encode_chunks(symbols, chunk_counts, lengths):
-    """Code ``symbols``; returns the uint16 bit length of each chunk, then the code stream."""
+def write_code(symbols):
+    """Return the table, chunk lengths and code stream of ``symbols`` (integers 0..256)."""
+    symbols = np.asarray(symbols, np.int64)
+    lengths = code_lengths(np.bincount(symbols, minlength=MAX_SYMBOLS))
     symbol_lengths = lengths[symbols].astype(np.int64)
     ends = np.cumsum(symbol_lengths)
-    chunk_ends = np.concatenate(([0], ends))[np.cumsum(chunk_counts, dtype=np.int64)]
-    chunk_bits = np.diff(chunk_ends, prepend=0)
-    prefix = chunk_bits.astype("<u2").tobytes()
-    if symbols.size == 0:
-        return prefix
-    codes = reversed_codes(lengths)[symbols]
-    stream = pack_at(codes, ends - symbol_lengths, symbol_lengths)
-    return prefix + stream[: plane_bytes(int(ends[-1]), 1)]
+    chunk_ends = ends[CHUNK_SYMBOLS - 1 :: CHUNK_SYMBOLS]
+    if symbols.size % CHUNK_SYMBOLS:
+        chunk_ends = np.append(chunk_ends, ends[-1])
+    chunk_bits = np.diff(chunk_ends, prepend=0).astype("<u2")
+    parts = [write_table(lengths), chunk_bits.tobytes()]
+    if symbols.size:
+        stream = pack_at(reversed_codes(lengths)[symbols], ends - symbol_lengths, symbol_lengths)
+        parts.append(stream[: plane_bytes(int(ends[-1]), 1)])
+    return b"".join(parts)
 
 
-def decode_chunks(reader, chunk_counts, lengths):
-    """Decode the chunked stream that :func:`encode_chunks` writes; returns uint8 symbols."""
+def read_code(reader, count, what):
+    """Decode ``count`` symbols written by :func:`write_code`; returns uint16 symbols."""
+    lengths = read_table(reader, what)
+    chunk_count = -(-count // CHUNK_SYMBOLS)
     chunk_bits = np.frombuffer(
-        reader.take(2 * chunk_counts.size, "entropy chunk lengths"), "<u2"
+        reader.take(2 * chunk_count, f"{what} chunk lengths"), "<u2"
     ).astype(np.int64)
     total_bits = int(chunk_bits.sum())
-    stream = reader.take(plane_bytes(total_bits, 1), "entropy code stream")
+    stream = reader.take(plane_bytes(total_bits, 1), f"{what} code stream")
     if total_bits % 8 and stream[-1] >> (total_bits % 8):
-        raise GeckoFormatError("entropy code stream: padding bits after the last code must be "
+        raise GeckoFormatError(f"{what} code stream: padding bits after the last code must be "
                                f"zero; got last byte 0x{stream[-1]:02x}")
-    symbol_count = int(chunk_counts.sum())
-    if symbol_count == 0:
-        if total_bits:
-            raise GeckoFormatError(f"entropy chunk lengths: no symbols to decode, so they must "
-                                   f"sum to 0 bits; got {total_bits}")
-        return np.zeros(0, np.uint8)
-    if total_bits < symbol_count:
-        raise GeckoFormatError(f"entropy code stream: {symbol_count} symbols need at least "
-                               f"{symbol_count} bits; got {total_bits}")
+    if count == 0:
+        return np.zeros(0, np.uint16)
     if not lengths.any():
-        raise GeckoFormatError(f"entropy table: {symbol_count} symbols need a non-empty code "
-                               "table; got no code lengths")
-    return _decode_lockstep(stream, chunk_bits, chunk_counts, _decode_table(lengths))
+        raise GeckoFormatError(f"{what} table: {count} symbols need at least one code; got an "
+                               "empty table")
+    chunk_counts = np.full(chunk_count, CHUNK_SYMBOLS)
+    chunk_counts[-1] = count - CHUNK_SYMBOLS * (chunk_count - 1)
+    return _decode_lockstep(stream, chunk_bits, chunk_counts, _decode_table(lengths), what)
 
 
 def _decode_table(lengths):
-    # Entry for every LENGTH_LIMIT-bit window: symbol in the low byte, code length above it;
-    # windows that start with no code keep length 0.
-    table = np.zeros(1 << LENGTH_LIMIT, np.uint16)
+    # Entry for every LENGTH_LIMIT-bit window: the symbol in the low 16 bits and the code
+    # length above them; windows that start with no code keep length 0.
+    table = np.zeros(1 << LENGTH_LIMIT, np.uint32)
     codes = reversed_codes(lengths)
     for symbol in np.flatnonzero(lengths):
         length = int(lengths[symbol])
-        table[int(codes[symbol]) :: 1 << length] = symbol | length << 8
+        table[int(codes[symbol]) :: 1 << length] = symbol | length << 16
     return table
 
 
-def _decode_lockstep(stream, chunk_bits, chunk_counts, table):
-    # Chunks are independent, so step t decodes the t-th symbol of every chunk that has one.
-    # Ordering chunks by symbol count, longest first, makes the active chunks a prefix.
-    order = np.argsort(-chunk_counts, kind="stable")
-    counts = chunk_counts[order]
-    starts = (np.cumsum(chunk_bits) - chunk_bits)[order]
-    first_symbol = (np.cumsum(chunk_counts) - chunk_counts)[order]
-    steps = int(counts[0])
-    # A window of 24 bits starting at every byte; the padding covers positions that a
-    # corrupt stream may push past its end (at most LENGTH_LIMIT bits per step).
+def _decode_lockstep(stream, chunk_bits, chunk_counts, table, what):
+    # Chunks are independent, so step t decodes the t-th symbol of every chunk. Only the last
+    # chunk can be shorter, so the active chunks are always a prefix.
+    starts = np.cumsum(chunk_bits) - chunk_bits
+    steps = int(chunk_counts[0])
+    # A 24-bit window starting at every byte. The zero padding covers positions that a
+    # corrupt stream pushes past its end, at most LENGTH_LIMIT bits per step.
     padded = np.zeros(len(stream) + plane_bytes(steps * LENGTH_LIMIT, 1) + 4, np.uint32)
     padded[: len(stream)] = np.frombuffer(stream, np.uint8)
     windows = padded[:-2] | padded[1:-1] << 8 | padded[2:] << 16
-    active = np.searchsorted(-counts, -np.arange(steps), side="left")
-    entries = np.zeros(int(chunk_counts.sum()), np.uint16)
+    entries = np.zeros((chunk_counts.size, steps), np.uint32)
     position = starts.copy()
-    window_mask = (1 << LENGTH_LIMIT) - 1
+    window_mask = np.uint32((1 << LENGTH_LIMIT) - 1)
+    last_steps = int(chunk_counts[-1])
     for step in range(steps):
-        live = active[step]
+        live = chunk_counts.size if step < last_steps else chunk_counts.size - 1
         at = position[:live]
         entry = table[(windows[at >> 3] >> (at & 7).astype(np.uint32)) & window_mask]
-        entries[first_symbol[:live] + step] = entry
-        position[:live] += entry >> 8
-    if not (entries >> 8).all():
-        raise GeckoFormatError("entropy code stream: every code must be in the table; found "
+        entries[:live, step] = entry
+        position[:live] += entry >> 16
+    entries = entries.ravel()[: int(chunk_counts.sum())]
+    if not (entries >> 16).all():
+        raise GeckoFormatError(f"{what} code stream: every code must be in the table; found "
                                "bits that start no code")
-    ends = starts + chunk_bits[order]
+    ends = starts + chunk_bits
     if (position != ends).any():
         bad = int(np.flatnonzero(position != ends)[0])
         raise GeckoFormatError(
-            f"entropy chunk {int(order[bad])}: its codes must take its stated "
-            f"{int(chunk_bits[order[bad]])} bits; they take {int(position[bad] - starts[bad])}"
+            f"{what} chunk {bad}: its codes must take its stated {int(chunk_bits[bad])} bits; "
+            f"they take {int(position[bad] - starts[bad])}"
         )
-    return (entries & 0xFF).astype(np.uint8)
+    return (entries & 0xFFFF).astype(np.uint16)
