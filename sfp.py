@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = (
     "numpyml.cli",
     "onnx_ops.cli",
+    "reference.gecko.cli",
 )
 
 
