@@ -43,7 +43,15 @@ def quantize(x, container, *, anchor=None, noise=None):
     if isinstance(anchor, str) and anchor == "max":
         anchor = _max_anchor_of_bits(bits, container)
     window = container.with_anchor(anchor)
-    out = quantize_bits(bits, window, None if noise is None else np.asarray(noise).reshape(-1))
+    flat_noise = None if noise is None else noise.reshape(-1)
+    # Imported here because the blocked path builds on this module's general path.
+    from reference.quantize_blocked import quantize_bits_blocked
+
+    try:
+        out = quantize_bits_blocked(bits, window, flat_noise)
+    except ValueError:
+        quantize_bits(bits, window, flat_noise)  # raises with the element's index in x
+        raise
     return output_array(out, x)
 
 

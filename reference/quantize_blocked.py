@@ -1,0 +1,166 @@
+"""The fast path of quantize: integer rounding on FP32 bit patterns in cache-sized blocks.
+
+Within a container's normal range every FP32 normal input drops the same d = 23 - m bits, so
+rounding is a few whole-block integer operations on the magnitude bits, and a carry out of the
+mantissa moves into the exponent field as it should. Elements outside that range are rare in
+real tensors and go to exact per-element paths: the container-subnormal range to a 32-bit
+integer routine, and inf, NaN, overflow and FP32 subnormals below a wide window to the general
+path, ``reference.quantize.quantize_bits``. Both paths are tested for equality on every BF16 pattern.
+"""
+
+import numpy as np
+
+from reference.quantize import FP32_INF, MAGNITUDE_MASK, SIGN_MASK, quantize_bits
+
+BLOCK_ELEMENTS = 1 << 16  # 256 KiB of uint32 per buffer: a few buffers stay in L2 cache
+FP32_MIN_NORMAL_BITS = 0x0080_0000
+
+
+def quantize_bits_blocked(bits, window, noise):
+    """Return the FP32 bit patterns of flat uint32 ``bits`` narrowed to the anchored ``window``."""
+    plan = _Plan(window)
+    out = np.empty_like(bits)
+    scratch = _Scratch(min(bits.size, BLOCK_ELEMENTS))
+    for start in range(0, bits.size, BLOCK_ELEMENTS):
+        stop = min(start + BLOCK_ELEMENTS, bits.size)
+        block_noise = None if noise is None else noise[start:stop]
+        _quantize_block(bits[start:stop], block_noise, out[start:stop], plan, scratch)
+    return out
+
+
+class _Plan:
+    """Constants of one container window, as uint32 bit patterns."""
+
+    def __init__(self, window):
+        self.window = window
+        m = window.mantissa_bits
+        self.dropped = 23 - m
+        self.keep_mask = np.uint32((0xFFFF_FFFF << self.dropped) & 0xFFFF_FFFF)
+        self.half_minus_one = np.uint32((1 << self.dropped - 1) - 1 if self.dropped else 0)
+        self.low_mask = np.uint32((1 << self.dropped) - 1)
+        self.max_bits = np.uint32(np.float32(window.max_value).view(np.uint32))
+        # FP32 magnitude bits of min_normal; 0 when min_normal is below FP32's smallest value.
+        if window.min_exponent >= -149:
+            self.min_normal_bits = np.uint32(np.float32(window.min_normal).view(np.uint32))
+        else:
+            self.min_normal_bits = np.uint32(0)
+        # The constant-d rounding is exact for FP32 normal inputs at or above min_normal (or
+        # anywhere without subnormals); below this bound, elements take a per-element path.
+        if window.subnormals:
+            self.exact_from = np.uint32(max(int(self.min_normal_bits), FP32_MIN_NORMAL_BITS))
+        elif window.min_exponent <= -126:
+            # FP32 subnormal inputs can round up to a member; above -126 they all flush.
+            self.exact_from = np.uint32(FP32_MIN_NORMAL_BITS)
+        else:
+            self.exact_from = np.uint32(1)
+        self.subnormal_routine = (
+            window.subnormals and window.min_exponent >= -126 and window.rounding != "stochastic"
+        )
+
+
+class _Scratch:
+    def __init__(self, size):
+        self.magnitude = np.empty(size, np.uint32)
+        self.temp = np.empty(size, np.uint32)
+        self.flags = np.empty(size, bool)
+
+
+def _quantize_block(bits, noise, out, plan, scratch):
+    size = bits.size
+    magnitude = scratch.magnitude[:size]
+    temp = scratch.temp[:size]
+    np.bitwise_and(bits, MAGNITUDE_MASK, out=magnitude)
+    _round_normal_range(magnitude, noise, out, temp, plan)
+
+    if plan.exact_from > 1:
+        np.subtract(magnitude, np.uint32(1), out=temp)  # zeros wrap to the top and drop out
+        if temp.min() < plan.exact_from - np.uint32(1):
+            _fix_low_range(bits, magnitude, noise, out, temp, plan)
+    window = plan.window
+    if not window.subnormals and plan.min_normal_bits > 0:
+        flags = scratch.flags[:size]
+        np.greater_equal(out, plan.min_normal_bits, out=flags)
+        np.multiply(out, flags, out=out)
+    if out.max() > plan.max_bits:
+        _fix_high_range(bits, magnitude, noise, out, plan)
+
+    np.bitwise_and(bits, SIGN_MASK, out=temp)
+    np.bitwise_or(out, temp, out=out)
+
+
+def _round_normal_range(magnitude, noise, out, temp, plan):
+    """Round every magnitude with d = 23 - m dropped bits into ``out``."""
+    if plan.dropped == 0:
+        np.copyto(out, magnitude)
+        return
+    rounding = plan.window.rounding
+    if rounding == "nearest_even" and plan.window.mantissa_bits == 0:
+        # The significand of every binade's grid point is 1 or 2, so ties go up. The low
+        # exponent bit is no parity here: 2^E has an odd significand whatever E is.
+        np.add(magnitude, plan.half_minus_one + np.uint32(1), out=out)
+    elif rounding == "nearest_even":
+        np.right_shift(magnitude, np.uint32(plan.dropped), out=temp)
+        np.bitwise_and(temp, np.uint32(1), out=temp)
+        np.add(temp, plan.half_minus_one, out=temp)
+        np.add(magnitude, temp, out=out)
+    elif rounding == "stochastic":
+        # Up iff R < D * 2^(32 - d), which is iff (R >> (32 - d)) < D, which is iff
+        # D + (2^d - 1 - (R >> (32 - d))) carries out of the d dropped bits.
+        np.right_shift(noise, np.uint32(32 - plan.dropped), out=temp)
+        np.subtract(plan.low_mask, temp, out=temp)
+        np.add(magnitude, temp, out=out)
+    else:
+        np.copyto(out, magnitude)  # toward zero: truncate
+    np.bitwise_and(out, plan.keep_mask, out=out)
+
+
+def _fix_low_range(bits, magnitude, noise, out, temp, plan):
+    """Recompute nonzero magnitudes below ``plan.exact_from`` exactly."""
+    np.subtract(magnitude, np.uint32(1), out=temp)
+    index = np.flatnonzero(temp < plan.exact_from - np.uint32(1))
+    if plan.subnormal_routine:
+        out[index] = _round_to_subnormal_grid(magnitude[index], plan.window)
+    else:
+        out[index] = _general_magnitudes(bits, index, plan, noise)
+
+
+def _fix_high_range(bits, magnitude, noise, out, plan):
+    """Apply the overflow, inf and NaN rules to elements whose rounded magnitude exceeds max."""
+    above = out > plan.max_bits
+    window = plan.window
+    if window.saturate and magnitude.max() <= FP32_INF:
+        np.minimum(out, plan.max_bits, out=out)  # no NaN: overflow and inf saturate
+        return
+    index = np.flatnonzero(above)
+    out[index] = _general_magnitudes(bits, index, plan, noise)
+
+
+def _general_magnitudes(bits, index, plan, noise):
+    # A ValueError from here names an index into the subset; quantize reruns the general path
+    # on the whole tensor to report the element's own index.
+    subset_noise = None if noise is None else noise[index]
+    result = quantize_bits(bits[index], plan.window, subset_noise)
+    return result & MAGNITUDE_MASK
+
+
+def _round_to_subnormal_grid(magnitude, window):
+    """Round magnitudes below min_normal (min_normal >= 2^-126) to the subnormal grid.
+
+    The grid step 2^(min_exponent - m) is at least 2^-149, so every result is an FP32 value and
+    scaling the integer result by that power of two is exact.
+    """
+    m = window.mantissa_bits
+    field = (magnitude >> np.uint32(23)).astype(np.int32)
+    significand = (magnitude & np.uint32(0x7F_FFFF)) | (field > 0).astype(np.uint32) << np.uint32(23)
+    # Dropped bits: from the input's lsb 2^(max(field, 1) - 150) up to the grid step.
+    dropped = (window.min_exponent - m + 150) - np.maximum(field, 1)
+    # 0 <= dropped; 31 or more dropped bits leave 0 with the rest below half.
+    dropped = np.minimum(dropped, 31).astype(np.uint32)
+    kept = significand >> dropped
+    rest = significand & ((np.uint32(1) << dropped) - np.uint32(1))
+    if window.rounding == "nearest_even":
+        # With no dropped bit, rest is 0 and half is 1, so nothing rounds up.
+        half = np.uint32(1) << (np.maximum(dropped, np.uint32(1)) - np.uint32(1))
+        kept = kept + ((rest > half) | ((rest == half) & (kept & np.uint32(1) == 1)))
+    step = np.float32(2.0 ** (window.min_exponent - m))
+    return (kept.astype(np.float32) * step).view(np.uint32)
