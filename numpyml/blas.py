@@ -12,7 +12,12 @@ import logging
 
 logger = logging.getLogger(__name__)
 
-_SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads")
+_SETTERS = (
+    "scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads",
+)
+_GETTERS = (
+    "scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads", "openblas_get_num_threads",
+)
 
 
 def _loaded_openblas_paths():
@@ -22,6 +27,25 @@ def _loaded_openblas_paths():
     except OSError:
         return []
     return sorted(path for path in paths if path.startswith("/"))
+
+
+def _find_function(library, names):
+    for name in names:
+        function = getattr(library, name, None)
+        if function is not None:
+            return function
+    return None
+
+
+def get_blas_threads():
+    """Return the thread count of numpy's OpenBLAS, or None where it cannot be found."""
+    import numpy  # noqa: F401  (loads numpy's OpenBLAS so that it can be found)
+
+    for path in _loaded_openblas_paths():
+        getter = _find_function(ctypes.CDLL(path), _GETTERS)
+        if getter is not None:
+            return int(getter())
+    return None
 
 
 def set_blas_threads(count):
@@ -36,12 +60,9 @@ def set_blas_threads(count):
         raise ValueError(f"set_blas_threads: count must be at least 1; got {count}")
     changed = 0
     for path in _loaded_openblas_paths():
-        library = ctypes.CDLL(path)
-        for name in _SETTERS:
-            setter = getattr(library, name, None)
-            if setter is not None:
-                setter(ctypes.c_int(count))
-                changed += 1
-                break
+        setter = _find_function(ctypes.CDLL(path), _SETTERS)
+        if setter is not None:
+            setter(ctypes.c_int(count))
+            changed += 1
     logger.debug("OpenBLAS threads set to %d in %d libraries", count, changed)
     return changed

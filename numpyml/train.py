@@ -38,7 +38,7 @@ class TrainConfig:
     method: str = "fp32"  # a name in numpyml.methods.METHODS
     epochs: int = 30
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 2e-3
     optimizer: str = "adam"  # a name in numpyml.optim.OPTIMIZERS
     weight_decay: float = 0.0
     schedule: str = "constant"  # "constant" or "cosine" (decays to 0 over the run)

@@ -20,8 +20,8 @@ def test_cnn_parameter_names_are_dotted():
     model = models.build("cnn", (1, 8, 8), 10)
     names = [name for name, _ in model.named_parameters()]
     assert names == [
-        "features.0.weight", "features.0.bias", "features.3.weight", "features.3.bias",
-        "classifier.1.weight", "classifier.1.bias", "classifier.3.weight", "classifier.3.bias",
+        "features.0.weight", "features.0.bias", "features.2.weight", "features.2.bias",
+        "classifier.1.weight", "classifier.1.bias", "classifier.4.weight", "classifier.4.bias",
     ]
 
 
@@ -100,11 +100,11 @@ def test_storage_policy_sees_named_weights_and_activations():
     model(nm.Tensor(np.zeros((2, 1, 8, 8), np.float32)))
     assert calls == [
         ("features.0", "weight", (32, 1, 3, 3)), ("features.0", "activation", (2, 1, 8, 8)),
-        ("features.3", "weight", (64, 32, 3, 3)), ("features.3", "activation", (2, 32, 4, 4)),
+        ("features.2", "weight", (64, 32, 3, 3)), ("features.2", "activation", (2, 32, 6, 6)),
         ("classifier.1", "weight", (128, 256)), ("classifier.1", "activation", (2, 256)),
-        ("classifier.3", "weight", (10, 128)), ("classifier.3", "activation", (2, 128)),
+        ("classifier.4", "weight", (10, 128)), ("classifier.4", "activation", (2, 128)),
     ]
-    assert model.storage_layers() == ["features.0", "features.3", "classifier.1", "classifier.3"]
+    assert model.storage_layers() == ["features.0", "features.2", "classifier.1", "classifier.4"]
 
 
 def test_storage_policy_output_is_used_and_bias_bypasses_it():
