@@ -219,3 +219,30 @@ def test_dropout_gradient():
 
     check_gradients(op, inputs)
     assert_float32_grads(op, inputs)
+
+
+@pytest.mark.parametrize("kernel, stride", [(2, None), (3, 1)], ids=["tiles", "windows"])
+def test_max_pool_tie_goes_to_first_maximum(kernel, stride):
+    x = nm.Tensor(np.ones((1, 1, 3, 3) if kernel == 3 else (1, 1, 2, 2), np.float32), requires_grad=True)
+    nm.max_pool2d(x, kernel, stride=stride).sum().backward()
+    expected = np.zeros(x.shape, np.float32)
+    expected[0, 0, 0, 0] = 1.0
+    np.testing.assert_array_equal(x.grad, expected)
+
+
+def test_conv2d_rejects_channel_mismatch():
+    with pytest.raises(ValueError, match="input channels must match the weight's 3; got 2"):
+        nm.conv2d(np.zeros((1, 2, 4, 4)), np.zeros((4, 3, 3, 3)))
+
+
+def test_conv2d_rejects_kernel_larger_than_input():
+    with pytest.raises(ValueError, match="must fit inside the padded input"):
+        nm.conv2d(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 3, 3)))
+
+
+@pytest.mark.parametrize("x_shape, bias", [((5, 3), True), ((2, 5, 3), True), ((3,), False)])
+def test_linear_gradient(x_shape, bias):
+    rng = np.random.default_rng(14)
+    inputs = [normal(x_shape, rng), normal((4, 3), rng)] + ([normal((4,), rng)] if bias else [])
+    check_gradients(nm.linear, inputs)
+    assert_float32_grads(nm.linear, inputs)

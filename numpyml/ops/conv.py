@@ -109,9 +109,11 @@ def _scatter_columns(grad_columns, input_shape, stride, padding):
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0):
-    """Return the maximum over each window; tied maxima share the gradient equally.
+    """Return the maximum over each window. Padding counts as -inf, so it never wins.
 
-    Padding counts as -inf, so a padded position never wins.
+    NOTE: a tie sends the whole gradient to the first maximum in the window (row-major), as
+    PyTorch does. Ties between positive values are rare, and ReLU's zero gradient at 0
+    cancels the common all-zero windows.
     """
     x = as_tensor(x)
     _check_nchw(x, "max_pool2d")
@@ -125,18 +127,19 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
         pad = ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2)
         source = np.pad(source, pad, constant_values=-np.inf)
     windows = _windows(source, kernel, stride, (0, 0))
-    out = windows.max(axis=(4, 5))
+    flat = windows.reshape(windows.shape[:4] + (-1,))
+    winner = flat.argmax(axis=-1)[..., None]
+    out = np.take_along_axis(flat, winner, axis=-1)[..., 0]
 
     def vjp(g):
-        is_max = windows == out[..., None, None]
-        ties = is_max.sum(axis=(4, 5), keepdims=True)
-        grad_windows = is_max * (g[..., None, None] / ties)
-        padded_shape = source.shape
-        grad = _scatter_windows(grad_windows, padded_shape, stride, (0, 0))
+        grad_windows = np.zeros(flat.shape, g.dtype)
+        np.put_along_axis(grad_windows, winner, g[..., None], axis=-1)
+        grad_windows = grad_windows.reshape(windows.shape)
+        grad = _scatter_windows(grad_windows, source.shape, stride, (0, 0))
         height, width = x.shape[2:]
         return (grad[:, :, padding[0]:padding[0] + height, padding[1]:padding[1] + width],)
 
-    return make_result(np.ascontiguousarray(out), (x,), vjp, "max_pool2d")
+    return make_result(out, (x,), vjp, "max_pool2d")
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0):
@@ -162,15 +165,19 @@ def _tiles(shape, kernel):
 
 
 def _max_pool_tiles(x, kernel):
-    """Max pooling over non-overlapping tiles that cover the input exactly, by reshaping."""
+    """Max pooling over non-overlapping tiles that cover the input exactly."""
     n, c, height, width = x.shape
     kh, kw = kernel
-    tiles = x.data.reshape(n, c, height // kh, kh, width // kw, kw)
-    out = tiles.max(axis=(3, 5))
+    out_h, out_w = height // kh, width // kw
+    tiles = x.data.reshape(n, c, out_h, kh, out_w, kw).transpose(0, 1, 2, 4, 3, 5)
+    tiles = tiles.reshape(n, c, out_h, out_w, kh * kw)
+    winner = tiles.argmax(axis=-1)[..., None]
+    out = np.take_along_axis(tiles, winner, axis=-1)[..., 0]
 
     def vjp(g):
-        is_max = tiles == out[:, :, :, None, :, None]
-        ties = is_max.sum(axis=(3, 5), keepdims=True)
-        return ((is_max * (g[:, :, :, None, :, None] / ties)).reshape(x.shape),)
+        grad = np.zeros(tiles.shape, g.dtype)
+        np.put_along_axis(grad, winner, g[..., None], axis=-1)
+        grad = grad.reshape(n, c, out_h, out_w, kh, kw).transpose(0, 1, 2, 4, 3, 5)
+        return (grad.reshape(x.shape),)
 
     return make_result(out, (x,), vjp, "max_pool2d")
