@@ -1,5 +1,6 @@
 # Two entry points for a fresh machine with only Python and the package registry:
-#   make train   trains on real data and writes a report (runs/main)
+#   make train   trains the digits CNN with Quantum Mantissa + Exponent and an FP32
+#                baseline on the same seed; report and plots in runs/main
 #   make test    runs the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 train: $(STAMP)
-	$(BIN)/sfp demo
+	$(BIN)/sfp train --method quantum --baseline --out runs/main
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
