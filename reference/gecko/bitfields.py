@@ -54,31 +54,75 @@ def padding_is_zero(plane, count, width):
 
 
 def _pack_narrow(values, width):
-    # Eight fields of w <= 8 bits fill exactly w bytes, so each run of eight becomes one
-    # little-endian uint64 word of which the low w bytes are kept.
+    # Runs of 64 one-byte fields are read as eight little-endian uint64 words. Three SWAR
+    # steps squeeze each word to its low 8w bits (pairs of bytes, then of 16-bit halves, then
+    # of 32-bit halves), and the eight squeezed words are laid end to end into w words.
     count = values.size
-    padded = np.zeros(-(-count // 8) * 8, np.uint64)
-    padded[:count] = values
-    lanes = padded.reshape(-1, 8)
-    words = lanes[:, 0].copy()
-    for j in range(1, 8):
-        words |= lanes[:, j] << np.uint64(width * j)
-    octets = words.astype("<u8").view(np.uint8).reshape(-1, 8)[:, :width]
-    return octets.tobytes()[: plane_bytes(count, width)]
+    runs = -(-count // 64)
+    octets = np.zeros(runs * 64, np.uint8)
+    octets[:count] = values
+    if width == 8:
+        return octets[:count].tobytes()
+    words = octets.view("<u8").copy()
+    high = np.empty_like(words)
+    for low, shift in zip(_SWAR_LOW, (8 - width, 16 - 2 * width, 32 - 4 * width)):
+        np.bitwise_and(words, ~low, out=high)
+        high >>= np.uint64(shift)
+        words &= low
+        words |= high
+    squeezed = words.reshape(runs, 8)
+    out = np.zeros((runs, width), "<u8")
+    for j, (k, offset, spill) in enumerate(_run_layout(width)):
+        out[:, k] |= squeezed[:, j] << np.uint64(offset)
+        if spill:
+            out[:, k + 1] |= squeezed[:, j] >> np.uint64(64 - offset)
+    return out.tobytes()[: plane_bytes(count, width)]
 
 
 def _unpack_narrow(buffer, count, width):
-    runs = -(-count // 8)
-    octets = np.zeros((runs, 8), np.uint8)
-    flat = np.zeros(runs * width, np.uint8)
-    flat[: buffer.size] = buffer
-    octets[:, :width] = flat.reshape(runs, width)
-    words = octets.view("<u8").ravel()
-    mask = np.uint64((1 << width) - 1)
-    lanes = np.empty((runs, 8), np.uint8)
+    if width == 8:
+        return buffer[:count].copy()
+    runs = -(-count // 64)
+    padded = np.zeros(runs * width * 8, np.uint8)
+    padded[: buffer.size] = buffer
+    stream = padded.view("<u8").reshape(runs, width)
+    squeezed = np.empty((runs, 8), np.uint64)
+    field = np.uint64((1 << 8 * width) - 1)
+    for j, (k, offset, spill) in enumerate(_run_layout(width)):
+        column = stream[:, k] >> np.uint64(offset)
+        if spill:
+            column |= stream[:, k + 1] << np.uint64(64 - offset)
+        squeezed[:, j] = column & field
+    words = squeezed.ravel()
+    # The SWAR steps of _pack_narrow in reverse: spread 32-bit halves, 16-bit halves, bytes.
+    for unit, bits in ((32, 4 * width), (16, 2 * width), (8, width)):
+        field = _repeat((1 << bits) - 1, unit)
+        words = (words & field) | ((words << np.uint64(unit - bits)) & (field << np.uint64(unit)))
+    return words.view(np.uint8)[:count]
+
+
+# Masks of the low half of each 16-, 32- and 64-bit unit of a word.
+_SWAR_LOW = tuple(np.uint64(m) for m in (0x00FF00FF00FF00FF, 0x0000FFFF0000FFFF,
+                                         0x00000000FFFFFFFF))
+
+
+def _repeat(value, unit):
+    # ``value`` copied into the low ``unit`` bits of every 2*unit-bit unit of a uint64.
+    out = 0
+    for position in range(0, 64, 2 * unit):
+        out |= value << position
+    return np.uint64(out)
+
+
+def _run_layout(width):
+    # Where squeezed word j (8w bits) of a run starts: output word k, bit offset, and whether
+    # it spills into word k + 1.
+    layout = []
     for j in range(8):
-        lanes[:, j] = (words >> np.uint64(width * j)) & mask
-    return lanes.ravel()[:count]
+        start = 8 * width * j
+        k, offset = divmod(start, 64)
+        layout.append((k, offset, offset + 8 * width > 64))
+    return layout
 
 
 def _pack_wide(values, width):
@@ -97,8 +141,10 @@ def pack_at(values, position, width):
     # Each field is shifted into the uint64 word where it starts, and the part that spills
     # past bit 63 goes into the next word. Bits of different fields never overlap, so
     # OR-reducing the contributions per word assembles the plane.
+    # Everything stays uint64: mixing it with int64 would compute in float64.
     values = values.astype(np.uint64)
     position = position.astype(np.uint64)
+    width = np.asarray(width).astype(np.uint64)
     word = position >> np.uint64(6)
     shift = position & np.uint64(63)
     word_count = int(word[-1]) + 2

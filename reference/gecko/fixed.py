@@ -28,33 +28,53 @@ _BASE_FRAME = struct.Struct("<BB")
 
 def encode(lanes, zero_lanes):
     """Code (groups, group_size) uint8 exponent lanes with their zero mask."""
-    group_size = lanes.shape[1]
     mode, base, span = _choose_modes(lanes, zero_lanes)
-    coded = np.flatnonzero(mode != ALL_ZERO)
     masked = mode == MASKED
     masks = np.packbits(zero_lanes[masked], axis=1, bitorder="little")
     parts = [pack_fields(mode, ZERO_MODE_BITS), masks.tobytes()]
+    coded = np.flatnonzero(mode != ALL_ZERO)
     parts += _encode_bases(base[coded])
-    group_code = np.full(mode.size, 255, np.uint8)
-    group_code[coded] = CODE_OF_RANGE[span[coded]]
-    parts.append(pack_fields(group_code[coded], WIDTH_CODE_BITS))
+    codes = CODE_OF_RANGE[span[coded]]
+    parts.append(pack_fields(codes, WIDTH_CODE_BITS))
+
+    # The delta planes list the coded groups ordered by width code, then by group index.
+    by_code = np.argsort(codes, kind="stable")
+    order = coded[by_code]
+    deltas = np.take(lanes, order, axis=0)
+    deltas -= base[order, None]
+    inline = np.flatnonzero(mode[order] == INLINE)
+    if inline.size:
+        deltas[inline] += 1
+        deltas[inline] *= ~zero_lanes[order[inline]]
+    if masked.any():
+        keep = ~(zero_lanes[order] & masked[order, None])
+        values = np.compress(keep.ravel(), deltas.ravel())
+    else:
+        values = deltas.ravel()
+    stored = _stored_counts(mode[order], zero_lanes[order], lanes.shape[1])
+    group_bounds = np.searchsorted(codes[by_code], np.arange(len(WIDTHS) + 1))
+    value_bounds = np.concatenate(([0], np.cumsum(stored)))[group_bounds]
     for code in range(1, len(WIDTHS)):
-        members = np.flatnonzero(group_code == code)
-        deltas = lanes[members] - base[members, None]
-        inline = mode[members] == INLINE
-        if inline.any():
-            deltas[inline] += 1
-            deltas[inline] *= ~zero_lanes[members][inline]
-        keep = ~(zero_lanes[members] & masked[members, None])
-        parts.append(pack_fields(np.compress(keep.ravel(), deltas.ravel()), WIDTHS[code]))
+        plane = values[value_bounds[code] : value_bounds[code + 1]]
+        parts.append(pack_fields(plane, WIDTHS[code]))
     return b"".join(parts)
+
+
+def _stored_counts(mode, zero_lanes, group_size):
+    # Lanes that store a delta: all of them, except the zeros of masked groups.
+    counts = np.full(mode.size, group_size, np.int64)
+    masked = np.flatnonzero(mode == MASKED)
+    counts[masked] -= zero_lanes[masked].sum(axis=1)
+    return counts
 
 
 def _choose_modes(lanes, zero_lanes):
     group_size = lanes.shape[1]
-    zero_count = zero_lanes.sum(axis=1)
-    base = np.where(zero_lanes, 255, lanes).min(axis=1)
-    top = np.where(zero_lanes, 0, lanes).max(axis=1)
+    zero_count = zero_lanes.sum(axis=1, dtype=np.int64)
+    zero_bytes = zero_lanes.view(np.uint8)
+    # A zero lane reads as 255 for the minimum and as 0 for the maximum.
+    base = (lanes | (0 - zero_bytes)).min(axis=1)
+    top = (lanes & (zero_bytes - 1)).max(axis=1)
     span = np.maximum(top.astype(np.int64) - base, 0)
     mode = np.full(lanes.shape[0], MASKED, np.uint8)
     mode[zero_count == 0] = NO_ZEROS
@@ -79,28 +99,57 @@ def decode(reader, group_count, group_size):
     mode = read_plane(reader, group_count, ZERO_MODE_BITS, "zero modes")
     zero_lanes = _read_masks(reader, mode, group_size)
     coded = np.flatnonzero(mode != ALL_ZERO)
-    base = np.zeros(group_count, np.uint16)
-    base[coded] = _decode_bases(reader, coded.size)
-    group_code = np.full(group_count, 255, np.uint8)
-    group_code[coded] = read_plane(reader, coded.size, WIDTH_CODE_BITS, "width codes")
-    lanes = np.zeros((group_count, group_size), np.uint8)
+    base = _decode_bases(reader, coded.size)
+    codes = read_plane(reader, coded.size, WIDTH_CODE_BITS, "width codes")
+
+    by_code = np.argsort(codes, kind="stable")
+    order = coded[by_code]
+    sorted_mode = mode[order]
+    stored = _stored_counts(sorted_mode, zero_lanes[order], group_size)
+    group_bounds = np.searchsorted(codes[by_code], np.arange(len(WIDTHS) + 1))
+    value_bounds = np.concatenate(([0], np.cumsum(stored)))[group_bounds]
+    values = np.zeros(int(value_bounds[-1]), np.uint8)
     for code, width in enumerate(WIDTHS):
-        members = np.flatnonzero(group_code == code)
-        member_mode = mode[members]
-        stored = np.ones((members.size, group_size), bool)
-        stored[member_mode == MASKED] = ~zero_lanes[members[member_mode == MASKED]]
-        deltas = np.zeros(stored.shape, np.uint16)
-        deltas[stored] = read_plane(reader, int(stored.sum()), width, f"deltas of width {width}")
-        inline = member_mode == INLINE
-        inline_zero = (deltas == 0) & inline[:, None]
-        values = deltas + base[members, None] - inline[:, None]
-        values[~stored | inline_zero] = 0
-        if values.size and values.max() > 255:
-            raise GeckoFormatError(f"deltas of width {width}: base + delta must be at most 255; "
-                                   f"got {int(values.max())}")
-        lanes[members] = values
-        zero_lanes[members[inline]] = inline_zero[inline]
+        start, end = value_bounds[code], value_bounds[code + 1]
+        values[start:end] = read_plane(reader, int(end - start), width, f"deltas of width {width}")
+
+    masked = sorted_mode == MASKED
+    if masked.any():
+        deltas = np.zeros((order.size, group_size), np.uint8)
+        keep = ~(zero_lanes[order] & masked[:, None])
+        deltas.ravel()[np.flatnonzero(keep)] = values
+    else:
+        deltas = values.reshape(order.size, group_size)
+    sorted_base = base[by_code]
+    exponents = deltas + sorted_base[:, None]
+    inline = np.flatnonzero(sorted_mode == INLINE)
+    overflow = exponents < deltas
+    overflow[inline] = False
+    if overflow.any():
+        raise GeckoFormatError(f"deltas: base + delta must be at most 255; got "
+                               f"{int(deltas[overflow][0]) + int(sorted_base[overflow.any(1)][0])}")
+    if masked.any():
+        exponents[masked] *= ~zero_lanes[order[masked]]
+    if inline.size:
+        exponents[inline], zero_lanes[order[inline]] = _decode_inline(deltas[inline],
+                                                                      sorted_base[inline])
+
+    lanes = np.zeros((group_count, group_size), np.uint8)
+    unsorted = np.empty_like(by_code)
+    unsorted[by_code] = np.arange(by_code.size)
+    lanes[coded] = np.take(exponents, unsorted, axis=0)
     return lanes, zero_lanes
+
+
+def _decode_inline(deltas, base):
+    # Delta 0 is a zero; otherwise exponent = base + delta - 1, which must be at most 255.
+    zeros = deltas == 0
+    exponents = deltas.astype(np.int64) + base[:, None] - 1
+    if (exponents > 255).any():
+        raise GeckoFormatError(f"deltas: base + delta - 1 of an inline group must be at most "
+                               f"255; got {int(exponents.max())}")
+    exponents[zeros] = 0
+    return exponents.astype(np.uint8), zeros
 
 
 def _read_masks(reader, mode, group_size):
@@ -125,8 +174,8 @@ def _decode_bases(reader, count):
     low, width = reader.unpack(_BASE_FRAME, "base frame")
     if width > 8:
         raise GeckoFormatError(f"base frame: the base width must be at most 8; got {width}")
-    bases = read_plane(reader, count, width, "bases").astype(np.uint16) + low
+    bases = read_plane(reader, count, width, "bases").astype(np.int64) + low
     if bases.size and bases.max() > 255:
         raise GeckoFormatError(f"bases: base_min + offset must be at most 255; got "
                                f"{int(bases.max())}")
-    return bases
+    return bases.astype(np.uint8)

@@ -178,17 +178,17 @@ def _decode_lockstep(stream, chunk_bits, chunk_counts, table, what):
     padded = np.zeros(len(stream) + plane_bytes(steps * LENGTH_LIMIT, 1) + 4, np.uint32)
     padded[: len(stream)] = np.frombuffer(stream, np.uint8)
     windows = padded[:-2] | padded[1:-1] << 8 | padded[2:] << 16
-    entries = np.zeros((chunk_counts.size, steps), np.uint32)
+    entries = np.zeros((steps, chunk_counts.size), np.uint32)
     position = starts.copy()
-    window_mask = np.uint32((1 << LENGTH_LIMIT) - 1)
+    window_mask = (1 << LENGTH_LIMIT) - 1
     last_steps = int(chunk_counts[-1])
     for step in range(steps):
         live = chunk_counts.size if step < last_steps else chunk_counts.size - 1
         at = position[:live]
-        entry = table[(windows[at >> 3] >> (at & 7).astype(np.uint32)) & window_mask]
-        entries[:live, step] = entry
+        entry = table[(windows[at >> 3] >> (at & 7)) & window_mask]
+        entries[step, :live] = entry
         position[:live] += entry >> 16
-    entries = entries.ravel()[: int(chunk_counts.sum())]
+    entries = entries.T.ravel()[: int(chunk_counts.sum())]
     if not (entries >> 16).all():
         raise GeckoFormatError(f"{what} code stream: every code must be in the table; found "
                                "bits that start no code")
