@@ -1,0 +1,1 @@
+"""Built-in backends: numpy (the reference), ONNX ReferenceEvaluator, ONNX Runtime, PyTorch."""

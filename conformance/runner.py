@@ -1,0 +1,123 @@
+"""Running checks on a backend and summarising the results per check and per SPEC.md rule."""
+
+from dataclasses import dataclass, field
+import logging
+import time
+
+from conformance.registry import Mismatch, checks_of
+
+logger = logging.getLogger(__name__)
+
+PASSED = "passed"
+FAILED = "failed"
+NOT_IMPLEMENTED = "not implemented"
+# A rule whose own inputs all passed, but a check covering it stopped early on another rule.
+BLOCKED = "blocked"
+
+
+@dataclass
+class CheckResult:
+    """Outcome of one check on one backend."""
+
+    check: object
+    status: str
+    seconds: float = 0.0
+    failure: Mismatch = None
+    missing: tuple = ()
+    """capabilities the backend lacks, when the status is "not implemented\""""
+
+    def as_dict(self):
+        result = {"check": self.check.id, "rules": list(self.check.rules), "status": self.status,
+                  "seconds": round(self.seconds, 3)}
+        if self.failure is not None:
+            result["failure"] = self.failure.as_dict()
+        if self.missing:
+            result["missing_capabilities"] = list(self.missing)
+        return result
+
+
+@dataclass
+class Report:
+    """Results of one run: per check, and per rule derived from them."""
+
+    backend: str
+    examples: int
+    results: list = field(default_factory=list)
+
+    @property
+    def failed(self):
+        return any(r.status == FAILED for r in self.results)
+
+    def rule_status(self):
+        """Return {rule: status} over the rules of every check run.
+
+        A rule is failed when a check failed on an input that the rule decides, or when a check
+        that covers it failed on a rule outside its list; blocked when a check covering it
+        stopped on another of its rules; passed when every check covering it passed; and not
+        implemented when the backend lacks what every check covering it needs.
+        """
+        status = {}
+        for result in self.results:
+            for rule, rule_result in _statuses(result):
+                status[rule] = _merge(status.get(rule), rule_result)
+        return status
+
+    def as_dict(self):
+        return {
+            "backend": self.backend, "examples": self.examples, "failed": self.failed,
+            "rules": self.rule_status(), "checks": [r.as_dict() for r in self.results],
+        }
+
+
+# Lower rank wins when several checks cover one rule.
+_RANK = {FAILED: 0, BLOCKED: 1, PASSED: 2, NOT_IMPLEMENTED: 3}
+
+
+def _merge(old, new):
+    if old is None:
+        return new
+    return min(old, new, key=_RANK.__getitem__)
+
+
+def _statuses(result):
+    if result.status != FAILED:
+        return [(rule, result.status) for rule in result.check.rules]
+    failed_rule = result.failure.rule
+    if failed_rule is None or failed_rule not in result.check.rules:
+        statuses = [(rule, FAILED) for rule in result.check.rules]
+        return statuses + ([(failed_rule, FAILED)] if failed_rule else [])
+    return [(rule, FAILED if rule == failed_rule else BLOCKED) for rule in result.check.rules]
+
+
+def run_checks(backend, suites=None, examples=100, progress=None):
+    """Run the checks of ``suites`` on ``backend`` with ``examples`` inputs per property.
+
+    ``progress(index, total, result)`` is called after each check, for a progress display.
+    """
+    checks = checks_of(suites)
+    report = Report(getattr(backend, "name", repr(backend)), examples)
+    for index, check in enumerate(checks, start=1):
+        result = run_one(backend, check, examples)
+        report.results.append(result)
+        if progress is not None:
+            progress(index, len(checks), result)
+    return report
+
+
+def run_one(backend, check, examples):
+    """Run one check; a check that needs an undeclared capability is not run."""
+    missing = tuple(sorted(check.requires - set(backend.capabilities)))
+    if missing:
+        return CheckResult(check, NOT_IMPLEMENTED, missing=missing)
+    start = time.perf_counter()
+    try:
+        check.run(backend, examples)
+    except Mismatch as mismatch:
+        logger.debug("%s failed: %s", check.id, mismatch.describe())
+        return CheckResult(check, FAILED, time.perf_counter() - start, mismatch)
+    except NotImplementedError as error:
+        # A backend that declares a capability must implement its methods.
+        mismatch = Mismatch(None, "declared capability raised NotImplementedError", {},
+                            "an implementation", str(error))
+        return CheckResult(check, FAILED, time.perf_counter() - start, mismatch)
+    return CheckResult(check, PASSED, time.perf_counter() - start)

@@ -1,0 +1,1 @@
+"""Checks of SPEC.md for gecko."""
