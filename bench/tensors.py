@@ -29,7 +29,7 @@ WHEEL_MODELS = {
     "silero-vad==6.2.3": ["silero_vad/data/silero_vad_16k_op15.onnx"],
 }
 DEFAULT_CACHE = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
-MIN_ELEMENTS = 1024  # smaller tensors (biases, norms) say little about a codec
+MIN_ELEMENTS = 1024  # smaller tensors (biases, norms) are too small to characterize a codec
 
 
 def load_all(cache_dir=None):

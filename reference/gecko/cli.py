@@ -93,10 +93,12 @@ def _read_tensors(path):
                   for t in model.graph.initializer]
     else:
         arrays = [(path.name, np.load(path, allow_pickle=False))]
-    kept = [(name, np.ascontiguousarray(a)) for name, a in arrays if a.dtype == np.float32]
-    if len(kept) < len(arrays):
-        logger.info("%s: skipped %d tensors that are not float32", path, len(arrays) - len(kept))
-    return kept
+    float32_arrays = [(name, np.ascontiguousarray(a)) for name, a in arrays
+                      if a.dtype == np.float32]
+    if len(float32_arrays) < len(arrays):
+        logger.info("%s: skipped %d tensors that are not float32", path,
+                    len(arrays) - len(float32_arrays))
+    return float32_arrays
 
 
 def _optional_zstandard():

@@ -1,9 +1,9 @@
 """Fixed mode: a zero mode, a base and a width code per group, then packed deltas (rule G4).
 
-Zero modes: 0 the group has no zeros; 1 a mask of ``group_size`` bits marks the zeros, which
-store nothing; 2 zeros are stored inline as delta 0 and every other lane as
-exponent - base + 1; 3 every lane is zero and the group stores nothing more. The encoder
-picks mode 2 over mode 1 only when it is strictly smaller.
+Each group has one of four zero modes. Mode 0: the group has no zeros. Mode 1: a mask of
+``group_size`` bits marks the zeros, which store nothing. Mode 2: zeros are stored inline as
+delta 0, and every other lane as exponent - base + 1. Mode 3: every lane is zero, and the group
+stores nothing more. The encoder picks mode 2 over mode 1 only when it is strictly smaller.
 """
 
 import struct
@@ -19,7 +19,7 @@ ZERO_MODE_BITS = 2
 # Width code c stores each delta in WIDTHS[c] bits.
 WIDTHS = (0, 1, 2, 3, 4, 5, 6, 8)
 WIDTH_CODE_BITS = 3
-# The smallest width code that holds each delta range 0..255.
+# The smallest width code that fits each delta range 0..255.
 CODE_OF_RANGE = np.searchsorted([(1 << w) - 1 for w in WIDTHS], np.arange(256)).astype(np.uint8)
 _WIDTH_OF_RANGE = np.asarray(WIDTHS)[CODE_OF_RANGE]
 # Bases are sent as base_min (uint8) and a width, then base - base_min per coded group.

@@ -52,7 +52,7 @@ def check_room(reader, group_count):
     """Reject a header that claims more groups than the stream can hold, before allocating.
 
     Every group costs at least 2 bits in either mode (a zero mode, or a Huffman code for its
-    maximum and 8 or more lane codes of at least 1 bit), so a stream of B bytes holds at most
+    maximum and 8 or more lane codes of at least 1 bit), so a stream of B bytes contains at most
     4 * B groups.
     """
     need = plane_bytes(group_count, 2)

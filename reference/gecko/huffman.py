@@ -95,25 +95,27 @@ def write_table(lengths):
     return _TABLE_SIZE.pack(size) + (nibbles[0::2] | nibbles[1::2] << 4).tobytes()
 
 
-def read_table(reader, what):
+def read_table(reader, stream_name):
     """Parse and validate a code length table; rejects codes that do not form a prefix code."""
-    (size,) = reader.unpack(_TABLE_SIZE, f"{what} table size")
+    (size,) = reader.unpack(_TABLE_SIZE, f"{stream_name} table size")
     if size > MAX_SYMBOLS:
-        raise GeckoFormatError(f"{what} table size: must be at most {MAX_SYMBOLS}; got {size}")
-    packed = np.frombuffer(reader.take(plane_bytes(size, 4), f"{what} table"), np.uint8)
+        raise GeckoFormatError(
+            f"{stream_name} table size: must be at most {MAX_SYMBOLS}; got {size}"
+        )
+    packed = np.frombuffer(reader.take(plane_bytes(size, 4), f"{stream_name} table"), np.uint8)
     nibbles = np.stack([packed & 15, packed >> 4], axis=1).ravel()
     if nibbles[size:].any():
-        raise GeckoFormatError(f"{what} table: the unused last nibble must be zero; got "
+        raise GeckoFormatError(f"{stream_name} table: the unused last nibble must be zero; got "
                                f"{int(nibbles[-1])}")
     lengths = nibbles[:size].astype(np.int64)
     if lengths.max(initial=0) > LENGTH_LIMIT:
-        raise GeckoFormatError(f"{what} table: code lengths must be at most {LENGTH_LIMIT}; "
+        raise GeckoFormatError(f"{stream_name} table: code lengths must be at most {LENGTH_LIMIT}; "
                                f"got {int(lengths.max())}")
     kraft = sum(1 << (LENGTH_LIMIT - int(n)) for n in lengths if n)
     if kraft > 1 << LENGTH_LIMIT:
         raise GeckoFormatError(
-            f"{what} table: lengths must satisfy the Kraft inequality (sum of 2**-length <= 1); "
-            f"got {kraft / (1 << LENGTH_LIMIT)}"
+            f"{stream_name} table: lengths must satisfy the Kraft inequality "
+            f"(sum of 2**-length <= 1); got {kraft / (1 << LENGTH_LIMIT)}"
         )
     return lengths
 
@@ -135,31 +137,34 @@ def write_code(symbols):
     return b"".join(parts)
 
 
-def read_code(reader, count, what):
+def read_code(reader, count, stream_name):
     """Decode ``count`` symbols written by :func:`write_code`; returns uint16 symbols."""
-    lengths = read_table(reader, what)
+    lengths = read_table(reader, stream_name)
     chunk_count = -(-count // CHUNK_SYMBOLS)
     chunk_bits = np.frombuffer(
-        reader.take(2 * chunk_count, f"{what} chunk lengths"), "<u2"
+        reader.take(2 * chunk_count, f"{stream_name} chunk lengths"), "<u2"
     ).astype(np.int64)
     total_bits = int(chunk_bits.sum())
-    stream = reader.take(plane_bytes(total_bits, 1), f"{what} code stream")
+    stream = reader.take(plane_bytes(total_bits, 1), f"{stream_name} code stream")
     if total_bits % 8 and stream[-1] >> (total_bits % 8):
-        raise GeckoFormatError(f"{what} code stream: padding bits after the last code must be "
-                               f"zero; got last byte 0x{stream[-1]:02x}")
+        raise GeckoFormatError(
+            f"{stream_name} code stream: padding bits after the last code must be zero; "
+            f"got last byte 0x{stream[-1]:02x}"
+        )
     if count == 0:
         return np.zeros(0, np.uint16)
     if not lengths.any():
-        raise GeckoFormatError(f"{what} table: {count} symbols need at least one code; got an "
-                               "empty table")
+        raise GeckoFormatError(
+            f"{stream_name} table: {count} symbols need at least one code; got an empty table"
+        )
     chunk_counts = np.full(chunk_count, CHUNK_SYMBOLS)
     chunk_counts[-1] = count - CHUNK_SYMBOLS * (chunk_count - 1)
-    return _decode_lockstep(stream, chunk_bits, chunk_counts, _decode_table(lengths), what)
+    return _decode_lockstep(stream, chunk_bits, chunk_counts, _decode_table(lengths), stream_name)
 
 
 def _decode_table(lengths):
-    # Entry for every LENGTH_LIMIT-bit window: the symbol in the low 16 bits and the code
-    # length above them; windows that start with no code keep length 0.
+    # Each LENGTH_LIMIT-bit window maps to its symbol (low 16 bits) and code length (above).
+    # Windows that start with no code keep length 0.
     table = np.zeros(1 << LENGTH_LIMIT, np.uint32)
     codes = reversed_codes(lengths)
     for symbol in np.flatnonzero(lengths):
@@ -168,7 +173,7 @@ def _decode_table(lengths):
     return table
 
 
-def _decode_lockstep(stream, chunk_bits, chunk_counts, table, what):
+def _decode_lockstep(stream, chunk_bits, chunk_counts, table, stream_name):
     # Chunks are independent, so step t decodes the t-th symbol of every chunk. Only the last
     # chunk can be shorter, so the active chunks are always a prefix.
     starts = np.cumsum(chunk_bits) - chunk_bits
@@ -178,6 +183,7 @@ def _decode_lockstep(stream, chunk_bits, chunk_counts, table, what):
     padded = np.zeros(len(stream) + plane_bytes(steps * LENGTH_LIMIT, 1) + 4, np.uint32)
     padded[: len(stream)] = np.frombuffer(stream, np.uint8)
     windows = padded[:-2] | padded[1:-1] << 8 | padded[2:] << 16
+
     entries = np.zeros((steps, chunk_counts.size), np.uint32)
     position = starts.copy()
     window_mask = (1 << LENGTH_LIMIT) - 1
@@ -190,13 +196,13 @@ def _decode_lockstep(stream, chunk_bits, chunk_counts, table, what):
         position[:live] += entry >> 16
     entries = entries.T.ravel()[: int(chunk_counts.sum())]
     if not (entries >> 16).all():
-        raise GeckoFormatError(f"{what} code stream: every code must be in the table; found "
+        raise GeckoFormatError(f"{stream_name} code stream: every code must be in the table; found "
                                "bits that start no code")
     ends = starts + chunk_bits
     if (position != ends).any():
         bad = int(np.flatnonzero(position != ends)[0])
         raise GeckoFormatError(
-            f"{what} chunk {bad}: its codes must take its stated {int(chunk_bits[bad])} bits; "
-            f"they take {int(position[bad] - starts[bad])}"
+            f"{stream_name} chunk {bad}: its codes must take its stated "
+            f"{int(chunk_bits[bad])} bits; they take {int(position[bad] - starts[bad])}"
         )
     return (entries & 0xFFFF).astype(np.uint16)
