@@ -51,6 +51,9 @@ def register(subparsers):
     parser.add_argument("--blas-threads", type=int, default=1,
                         help="OpenBLAS threads; 1 is fastest for these small matrices on a "
                         "shared 2-core machine (default: %(default)s)")
+    from numpyml import narrowing
+
+    narrowing.add_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -64,8 +67,10 @@ def _print_epoch(metrics, epochs):
 
 
 def run(args):
+    from numpyml import narrowing
     from numpyml.blas import set_blas_threads
-    from numpyml.train import TrainConfig, TrainingDiverged, train
+    from numpyml.report import format_table, train_with_baseline
+    from numpyml.train import TrainConfig, TrainingDiverged
 
     config = TrainConfig(
         model=args.model, dataset=args.dataset, method=args.method, epochs=args.epochs,
@@ -75,7 +80,9 @@ def run(args):
     )
     set_blas_threads(args.blas_threads)
     try:
-        report = train(config, on_epoch=lambda metrics: _print_epoch(metrics, config.epochs))
+        method = narrowing.method_from_arguments(args)
+        report = train_with_baseline(config, method, args.baseline,
+                                     on_epoch=lambda metrics: _print_epoch(metrics, config.epochs))
     except TrainingDiverged as error:
         print(f"sfp train: {error}", file=sys.stderr)
         return EXIT_DIVERGED
@@ -86,6 +93,7 @@ def run(args):
         f"test accuracy {report['test_accuracy']:.2%} on {report['dataset']['test']} images, "
         f"{report['wall_time_s']:.1f} s; report in {args.out}/report.json"
     )
+    print(format_table(report))
     return 0
 
 

@@ -21,7 +21,7 @@ loop in ``numpyml.train`` calls, in order:
 
 from typing import NamedTuple
 
-from numpyml import optim
+from numpyml import narrowing, optim
 
 
 class ParameterGroup(NamedTuple):
@@ -69,7 +69,7 @@ class FP32(Method):
 
 
 # Method name -> factory taking no arguments and returning a fresh Method.
-METHODS = {"fp32": FP32}
+METHODS = {"fp32": FP32, **narrowing.METHODS}
 
 
 def create(name):

@@ -1,0 +1,404 @@
+"""Training methods that store weights and activations in narrow containers.
+
+Each method installs itself as the model's storage policy. Linear and Conv2d layers pass their
+weight (as read from the FP32 master) and their input activation (as stashed for backward)
+through it, and forward and backward both use what it returns. Master weights, gradients and
+optimizer state stay FP32, and biases are never narrowed.
+
+- ``fixed``: every tensor at fixed integer widths (e, m).
+- ``bitchop`` and ``bitwave``: one network-wide (e, m) set by a loss-driven controller
+  (:mod:`reference.controller`).
+- ``quantum``: a learned real (e, m) per tensor (:mod:`reference.bitlength`).
+
+Every stored instance of a training step is recorded in a :class:`FootprintLedger` at the
+integer widths it was stored at. Evaluation passes (no gradient recording, or
+``set_training(False)``) are not recorded and use the final containers.
+"""
+
+import json
+import logging
+import math
+
+import numpy as np
+
+from numpyml import optim
+from numpyml import report as footprint_report
+from numpyml.engine import Tensor, custom_op, is_grad_enabled
+from reference import bitlength, controller
+from reference.footprint import FootprintLedger
+
+logger = logging.getLogger(__name__)
+
+ROUNDINGS = ("nearest_even", "toward_zero", "stochastic")
+# Stream of the run's seed that draws collapses and rounding noise, apart from initialization
+# and batch order.
+NARROWING_STREAM = 0x5F9
+
+
+class NarrowingMethod:
+    """Base of the narrowing methods: the storage policy, footprint ledger and report.
+
+    It implements every hook of :class:`numpyml.methods.Method` without subclassing it, so that
+    ``numpyml.methods`` can import this module to register the methods. Subclasses define ``widths(key)``, the widths of a training step, and may override
+    ``final_widths``, ``narrow_for_training`` and ``after_step``. ``key`` is
+    ``(layer_name, kind)``.
+    """
+
+    def __init__(self, rounding="nearest_even"):
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"narrowing rounding: must be one of {ROUNDINGS}; got {rounding!r}")
+        self.rounding = rounding
+        self.rng = np.random.default_rng([0, NARROWING_STREAM])
+        self.ledger = FootprintLedger()
+        self.step = 0
+        self.training = True
+        self.out_dir = None
+        self.history = []
+        """rows (step, layer_name, kind, exponent_bits, mantissa_bits) of the widths in use"""
+
+    def attach(self, model, config):
+        self.rng = np.random.default_rng([config.seed, NARROWING_STREAM])
+        self.out_dir = config.out_dir
+        model.set_storage_policy(self)
+        return []
+
+    def __call__(self, layer_name, kind, tensor):
+        key = (layer_name, kind)
+        if self.training and is_grad_enabled():
+            return self.narrow_for_training(key, tensor)
+        exponent_bits, mantissa_bits = self.final_widths(key)
+        narrowed = bitlength.narrow(tensor.data, exponent_bits, mantissa_bits, self.rounding,
+                                    self.rng)
+        return custom_op([tensor], narrowed, _straight_through, name=f"narrow:{kind}")
+
+    def narrow_for_training(self, key, tensor):
+        exponent_bits, mantissa_bits = self.widths(key)
+        narrowed = bitlength.narrow(tensor.data, exponent_bits, mantissa_bits, self.rounding,
+                                    self.rng)
+        self.record(key, tensor.data.size, exponent_bits, mantissa_bits)
+        return custom_op([tensor], narrowed, _straight_through, name=f"narrow:{key[1]}")
+
+    def record(self, key, elements, exponent_bits, mantissa_bits):
+        self.ledger.record(self.step, key[0], key[1], elements, exponent_bits, mantissa_bits)
+
+    def widths(self, key):
+        raise NotImplementedError
+
+    def final_widths(self, key):
+        """Return the integer widths applied at evaluation."""
+        return self.widths(key)
+
+    def extra_loss(self, model):
+        return None
+
+    def set_training(self, training):
+        self.training = bool(training)
+
+    def after_step(self, step, loss, learning_rate):
+        self.step = step + 1
+
+    def report(self):
+        final = {(t.name, t.kind): self.final_widths((t.name, t.kind))
+                 for t in self.ledger.tensors()}
+        fields = {"method": self.name, "method_settings": self.settings()}
+        if len(self.ledger):
+            fields.update(footprint_report.footprint_fields(self.ledger, final))
+        if self.out_dir is not None:
+            footprint_report.write_plots(self.out_dir, self.history, self.ledger)
+        return fields
+
+    def settings(self):
+        return {"rounding": self.rounding}
+
+    def state_dict(self):
+        return {"narrowing_step": np.asarray(self.step),
+                "narrowing_rng": np.asarray(json.dumps(self.rng.bit_generator.state))}
+
+    def load_state_dict(self, state):
+        self.step = int(state["narrowing_step"])
+        self.rng.bit_generator.state = json.loads(str(state["narrowing_rng"]))
+
+
+def _straight_through(grad_output):
+    return (grad_output,)
+
+
+class FixedNarrowing(NarrowingMethod):
+    """Every tracked tensor at the same fixed widths; the default is BF16's (8, 7)."""
+
+    name = "fixed"
+
+    def __init__(self, exponent_bits=8, mantissa_bits=7, rounding="nearest_even"):
+        super().__init__(rounding)
+        # Building the container checks the widths before training starts.
+        bitlength.training_container(exponent_bits, mantissa_bits, rounding)
+        self.exponent_bits = int(exponent_bits)
+        self.mantissa_bits = int(mantissa_bits)
+
+    def widths(self, key):
+        return self.exponent_bits, self.mantissa_bits
+
+    def settings(self):
+        return {**super().settings(), "exponent_bits": self.exponent_bits,
+                "mantissa_bits": self.mantissa_bits}
+
+
+class ControllerNarrowing(NarrowingMethod):
+    """One network-wide pair of widths, set by BitChop or BitWave from the training loss."""
+
+    def __init__(self, config, rounding="nearest_even"):
+        super().__init__(rounding)
+        self.config = config
+        self.name = "bitwave" if config.adapt_exponent else "bitchop"
+        self.state = controller.init(config)
+
+    def widths(self, key):
+        return self.state.exponent_bits, self.state.mantissa_bits
+
+    def after_step(self, step, loss, learning_rate):
+        self.state, decision = controller.update(self.state, loss, learning_rate, self.config)
+        self.history.append((step, "network", "all", self.state.exponent_bits,
+                             self.state.mantissa_bits))
+        if decision in (controller.NARROW, controller.WIDEN):
+            logger.info("step %d: %s %s to e=%d m=%d", step, self.name, decision,
+                        self.state.exponent_bits, self.state.mantissa_bits)
+        super().after_step(step, loss, learning_rate)
+
+    def settings(self):
+        return {**super().settings(), **self.config._asdict()}
+
+    def state_dict(self):
+        fields = {f"controller_{name}": np.asarray(value)
+                  for name, value in self.state._asdict().items()}
+        return {**super().state_dict(), **fields}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        fields = {}
+        for name, default in self.state._asdict().items():
+            fields[name] = type(default)(state[f"controller_{name}"])
+        self.state = controller.ControllerState(**fields)
+
+
+class QuantumConfig:
+    """Constants of Quantum Mantissa and Quantum Exponent training (SPEC.md Q6-Q8).
+
+    ``gamma`` weights the footprint term (mean stored bits per value) against the task loss
+    and ramps up linearly over ``gamma_warmup_steps``. The widths follow Adam at ``fast_lr``
+    for ``fast_steps`` steps, then at ``lr``. They start at (``start_exponent_bits``,
+    ``start_mantissa_bits``) and are clamped to [``exponent_min``, 8] and [``mantissa_min``,
+    23] after every update.
+    """
+
+    def __init__(self, gamma=0.03, gamma_warmup_steps=0, fast_lr=0.5, fast_steps=60, lr=0.1,
+                 mode="collapse", adapt_exponent=True, mantissa_min=1.0, exponent_min=1.0,
+                 start_exponent_bits=8.0, start_mantissa_bits=23.0):
+        if mode not in bitlength.MODES:
+            raise ValueError(f"quantum mode: must be one of {bitlength.MODES}; got {mode!r}")
+        if not 0.0 <= mantissa_min <= start_mantissa_bits <= 23.0:
+            raise ValueError("quantum widths: need 0 <= mantissa_min <= start_mantissa_bits <= 23; "
+                             f"got {mantissa_min} and {start_mantissa_bits}")
+        if not 1.0 <= exponent_min <= start_exponent_bits <= 8.0:
+            raise ValueError("quantum widths: need 1 <= exponent_min <= start_exponent_bits <= 8; "
+                             f"got {exponent_min} and {start_exponent_bits}")
+        if gamma < 0 or fast_lr < 0 or lr < 0:
+            raise ValueError(f"quantum gamma and learning rates: must be >= 0; got gamma={gamma}, "
+                             f"fast_lr={fast_lr}, lr={lr}")
+        self.gamma = float(gamma)
+        self.gamma_warmup_steps = int(gamma_warmup_steps)
+        self.fast_lr = float(fast_lr)
+        self.fast_steps = int(fast_steps)
+        self.lr = float(lr)
+        self.mode = mode
+        self.adapt_exponent = bool(adapt_exponent)
+        self.mantissa_min = float(mantissa_min)
+        self.exponent_min = float(exponent_min)
+        self.start_exponent_bits = float(start_exponent_bits)
+        self.start_mantissa_bits = float(start_mantissa_bits)
+
+    def as_dict(self):
+        return dict(vars(self))
+
+
+class QuantumNarrowing(NarrowingMethod):
+    """A learned real pair of widths per tensor, trained by gradient descent.
+
+    Each tensor's widths are float64 scalar parameters in their own optimizer group. They enter
+    the tensor's narrowing op as inputs, so backward delivers their task gradient
+    (:func:`reference.bitlength.quantum_vjp`) even when the narrowed tensor needs none, as the
+    network input does. ``extra_loss`` adds the footprint term, and ``after_step`` clamps the
+    widths to their ranges.
+    """
+
+    name = "quantum"
+
+    def __init__(self, config=None, rounding="nearest_even"):
+        super().__init__(rounding)
+        self.config = config or QuantumConfig()
+        self.exponents = {}
+        self.mantissas = {}
+        self._step_elements = {}
+
+    def attach(self, model, config):
+        super().attach(model, config)
+        for layer_name in model.storage_layers():
+            for kind in ("weight", "activation"):
+                key = (layer_name, kind)
+                self.exponents[key] = Tensor(np.float64(self.config.start_exponent_bits),
+                                             requires_grad=self.config.adapt_exponent,
+                                             name=f"exponent_bits {layer_name} {kind}")
+                self.mantissas[key] = Tensor(np.float64(self.config.start_mantissa_bits),
+                                             requires_grad=True,
+                                             name=f"mantissa_bits {layer_name} {kind}")
+        widths = list(self.mantissas.values())
+        if self.config.adapt_exponent:
+            widths += list(self.exponents.values())
+        from numpyml.methods import ParameterGroup
+
+        return [ParameterGroup("bitlengths", widths, optim.adam(self.width_learning_rate))]
+
+    def width_learning_rate(self, step):
+        return bitlength.width_lr(step, self.config.fast_lr, self.config.fast_steps,
+                                  self.config.lr)
+
+    def _width_values(self, key):
+        if key not in self.mantissas:
+            raise KeyError(f"quantum narrowing: tensor {key} has no widths; the model must "
+                           "route it through the storage hook before attach()")
+        return float(self.exponents[key].data), float(self.mantissas[key].data)
+
+    def widths(self, key):
+        return self._width_values(key)
+
+    def final_widths(self, key):
+        exponent_bits, mantissa_bits = self._width_values(key)
+        return int(math.ceil(exponent_bits)), int(math.ceil(mantissa_bits))
+
+    def narrow_for_training(self, key, tensor):
+        exponent_bits, mantissa_bits = self._width_values(key)
+        result = bitlength.quantum_narrow(tensor.data, exponent_bits, mantissa_bits,
+                                          mode=self.config.mode, rounding=self.rounding,
+                                          rng=self.rng)
+        self.record(key, tensor.data.size, result.exponent_bits, result.mantissa_bits)
+        self._step_elements[key] = self._step_elements.get(key, 0) + tensor.data.size
+        need_exponent = self.config.adapt_exponent
+
+        def vjp(grad_output):
+            grad_x, grad_e, grad_m = bitlength.quantum_vjp(
+                result.context, grad_output, self.rng, need_exponent=need_exponent)
+            return grad_x, (np.float64(grad_e) if need_exponent else None), np.float64(grad_m)
+
+        inputs = [tensor, self.exponents[key], self.mantissas[key]]
+        return custom_op(inputs, result.value, vjp, name=f"quantum:{key[1]}")
+
+    def extra_loss(self, model):
+        """Return γ · Σ_t w_t (1 + e_t + m_t) over the tensors stored in this step."""
+        if not self.training or not self._step_elements:
+            return None
+        total = sum(self._step_elements.values())
+        gamma = bitlength.gamma_at(self.step, self.config.gamma, self.config.gamma_warmup_steps)
+        penalty = None
+        for key, elements in self._step_elements.items():
+            bits = 1.0 + self.exponents[key] + self.mantissas[key]
+            term = (gamma * elements / total) * bits
+            penalty = term if penalty is None else penalty + term
+        return penalty
+
+    def after_step(self, step, loss, learning_rate):
+        config = self.config
+        for key in self.mantissas:
+            exponent_bits = float(np.clip(self.exponents[key].data, config.exponent_min, 8.0))
+            mantissa_bits = float(np.clip(self.mantissas[key].data, config.mantissa_min, 23.0))
+            self.exponents[key].data = np.float64(exponent_bits)
+            self.mantissas[key].data = np.float64(mantissa_bits)
+            self.history.append((step, key[0], key[1], exponent_bits, mantissa_bits))
+        self._step_elements = {}
+        super().after_step(step, loss, learning_rate)
+
+    def settings(self):
+        return {**super().settings(), **self.config.as_dict()}
+
+    def report(self):
+        fields = super().report()
+        learned = {f"{name} {kind}": [float(self.exponents[(name, kind)].data),
+                                      float(self.mantissas[(name, kind)].data)]
+                   for name, kind in self.mantissas}
+        fields["learned_widths"] = learned
+        return fields
+
+    def state_dict(self):
+        keys = list(self.mantissas)
+        return {**super().state_dict(),
+                "quantum_keys": np.asarray([f"{name}|{kind}" for name, kind in keys]),
+                "quantum_exponent_bits": np.asarray([float(self.exponents[k].data) for k in keys]),
+                "quantum_mantissa_bits": np.asarray([float(self.mantissas[k].data) for k in keys])}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        for text, exponent_bits, mantissa_bits in zip(state["quantum_keys"],
+                                                      state["quantum_exponent_bits"],
+                                                      state["quantum_mantissa_bits"]):
+            key = tuple(str(text).split("|"))
+            self.exponents[key].data = np.float64(exponent_bits)
+            self.mantissas[key].data = np.float64(mantissa_bits)
+
+
+def bitchop():
+    return ControllerNarrowing(controller.bitchop_config())
+
+
+def bitwave():
+    return ControllerNarrowing(controller.bitwave_config())
+
+
+# Method name -> factory taking no arguments, merged into numpyml.methods.METHODS.
+METHODS = {
+    "fixed": FixedNarrowing,
+    "bitchop": bitchop,
+    "bitwave": bitwave,
+    "quantum": QuantumNarrowing,
+}
+
+
+def add_arguments(parser):
+    """Add the options of the narrowing methods to the ``sfp train`` parser."""
+    group = parser.add_argument_group("narrowing methods (fixed, bitchop, bitwave, quantum)")
+    group.add_argument("--rounding", choices=ROUNDINGS, default="nearest_even",
+                       help="rounding of stored tensors (default: %(default)s)")
+    group.add_argument("--exponent-bits", type=int, default=8,
+                       help="exponent bits of --method fixed, 1..8 (default: %(default)s)")
+    group.add_argument("--mantissa-bits", type=int, default=7,
+                       help="mantissa bits of --method fixed, 0..23 (default: %(default)s)")
+    group.add_argument("--gamma", type=float, default=0.03,
+                       help="weight of the footprint term (mean stored bits per value) in the "
+                       "loss of --method quantum (default: %(default)s)")
+    group.add_argument("--collapse-mode", choices=bitlength.MODES, default="collapse",
+                       help="how --method quantum applies a fractional width: draw one of the "
+                       "two neighbouring widths, or blend them (default: %(default)s)")
+    group.add_argument("--mantissa-min", type=float, default=None,
+                       help="smallest mantissa width, in bits (default: 1)")
+    group.add_argument("--exponent-min", type=float, default=None,
+                       help="smallest exponent width, in bits (default: 1 for quantum, "
+                       "3 for bitwave)")
+    group.add_argument("--baseline", action="store_true",
+                       help="also train FP32 with the same seed and report the difference")
+
+
+def method_from_arguments(args):
+    """Return the method that ``sfp train`` options select, or None for ``fp32``."""
+    if args.method == "fixed":
+        return FixedNarrowing(args.exponent_bits, args.mantissa_bits, rounding=args.rounding)
+    floors = {}
+    if args.mantissa_min is not None:
+        floors["mantissa_min"] = args.mantissa_min
+    if args.exponent_min is not None:
+        floors["exponent_min"] = args.exponent_min
+    if args.method == "quantum":
+        config = QuantumConfig(gamma=args.gamma, mode=args.collapse_mode, **floors)
+        return QuantumNarrowing(config, rounding=args.rounding)
+    if args.method in ("bitchop", "bitwave"):
+        floors = {name: int(value) for name, value in floors.items()}
+        make_config = (controller.bitwave_config if args.method == "bitwave"
+                       else controller.bitchop_config)
+        return ControllerNarrowing(make_config(**floors), rounding=args.rounding)
+    return None
