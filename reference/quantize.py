@@ -236,14 +236,29 @@ def _raise_first(mask, bits, message):
     raise ValueError(f"{message}; first at element {index}: 0x{int(bits[index]):08x}")
 
 
+def _largest_finite_magnitude(bits):
+    """Return the largest finite magnitude bits of flat uint32 ``bits`` (0 if there is none)."""
+    from reference.quantize_blocked import BLOCK_ELEMENTS, largest_magnitude
+
+    # FP32 magnitudes order like their bit patterns, so the largest pattern is the largest value.
+    largest = 0
+    for start in range(0, bits.size, BLOCK_ELEMENTS):
+        block = bits[start:start + BLOCK_ELEMENTS]
+        block_largest = largest_magnitude(block)
+        if block_largest >= FP32_INF:
+            magnitude = block & MAGNITUDE_MASK
+            finite = magnitude[magnitude < FP32_INF]
+            block_largest = int(finite.max()) if finite.size else 0
+        largest = max(largest, block_largest)
+    return largest
+
+
 def _max_anchor_of_bits(bits, container):
-    magnitude = bits & MAGNITUDE_MASK
-    finite = magnitude[(magnitude != 0) & (magnitude < FP32_INF)]
-    if finite.size == 0:
+    largest = _largest_finite_magnitude(bits)
+    if largest == 0:
         low, high = anchor_range(container.base)
         return min(max(container.max_exponent, low), high)
-    # FP32 magnitudes order like their bit patterns, so the largest pattern is the largest value.
-    exponent, significand = _widen(finite.max(keepdims=True))
+    exponent, significand = _widen(np.array([largest], np.uint32))
     dropped = np.array([52 - container.mantissa_bits])
     if container.rounding == "stochastic":
         # The largest value noise can reach: up whenever any dropped bit is set.

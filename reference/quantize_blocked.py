@@ -10,7 +10,7 @@ path, ``reference.quantize.quantize_bits``. Both paths are tested for equality o
 
 import numpy as np
 
-from reference.quantize import FP32_INF, MAGNITUDE_MASK, SIGN_MASK, quantize_bits
+from reference.quantize import MAGNITUDE_MASK, SIGN_MASK, quantize_bits
 
 BLOCK_ELEMENTS = 1 << 16  # 256 KiB of uint32 per buffer: a few buffers stay in L2 cache
 FP32_MIN_NORMAL_BITS = 0x0080_0000
@@ -60,87 +60,107 @@ class _Plan:
 
 class _Scratch:
     def __init__(self, size):
-        self.magnitude = np.empty(size, np.uint32)
         self.temp = np.empty(size, np.uint32)
         self.flags = np.empty(size, bool)
 
 
+def largest_magnitude(bits):
+    """Return the largest magnitude bits of a nonempty uint32 block, by two reductions.
+
+    As uint32, positive patterns sort before negative ones; as int32, negative patterns sort
+    before positive ones. So the two maxima bound the magnitudes of both signs.
+    """
+    signed_max = int(bits.view(np.int32).max())
+    unsigned_max = int(bits.max())
+    negative_max = unsigned_max - 2**31 if unsigned_max >= 2**31 else 0
+    return max(signed_max, negative_max)
+
+
+def smallest_magnitude(bits):
+    """Return the smallest magnitude bits of a nonempty uint32 block, by two reductions."""
+    unsigned_min = int(bits.min())
+    signed_min = int(bits.view(np.int32).min())
+    positive_min = unsigned_min if unsigned_min < 2**31 else 2**31
+    negative_min = signed_min + 2**31 if signed_min < 0 else 2**31
+    return min(positive_min, negative_min)
+
+
 def _quantize_block(bits, noise, out, plan, scratch):
     size = bits.size
-    magnitude = scratch.magnitude[:size]
     temp = scratch.temp[:size]
-    np.bitwise_and(bits, MAGNITUDE_MASK, out=magnitude)
-    _round_normal_range(magnitude, noise, out, temp, plan)
+    # Rounding the whole pattern keeps the sign: for finite inputs the carry stops below bit 31.
+    _round_normal_range(bits, noise, out, temp, plan)
 
-    if plan.exact_from > 1:
-        np.subtract(magnitude, np.uint32(1), out=temp)  # zeros wrap to the top and drop out
-        if temp.min() < plan.exact_from - np.uint32(1):
-            _fix_low_range(bits, magnitude, noise, out, temp, plan)
-    window = plan.window
-    if not window.subnormals and plan.min_normal_bits > 0:
-        flags = scratch.flags[:size]
-        np.greater_equal(out, plan.min_normal_bits, out=flags)
-        np.multiply(out, flags, out=out)
-    if out.max() > plan.max_bits:
-        _fix_high_range(bits, magnitude, noise, out, plan)
-
-    np.bitwise_and(bits, SIGN_MASK, out=temp)
-    np.bitwise_or(out, temp, out=out)
+    if plan.exact_from > 1 and smallest_magnitude(bits) < plan.exact_from:
+        _fix_low_range(bits, noise, out, temp, plan)
+    if not plan.window.subnormals and plan.min_normal_bits > 0:
+        _flush_below_min_normal(out, temp, scratch.flags[:size], plan)
+    if largest_magnitude(bits) > plan.max_bits:
+        _fix_high_range(bits, noise, out, temp, plan)
 
 
-def _round_normal_range(magnitude, noise, out, temp, plan):
-    """Round every magnitude with d = 23 - m dropped bits into ``out``."""
+def _flush_below_min_normal(out, temp, flags, plan):
+    """Clear the magnitude bits of rounded patterns below min_normal, keeping their sign."""
+    np.bitwise_and(out, MAGNITUDE_MASK, out=temp)
+    np.less(temp, plan.min_normal_bits, out=flags)
+    np.multiply(temp, flags, out=temp)
+    np.bitwise_xor(out, temp, out=out)
+
+
+def _round_normal_range(bits, noise, out, temp, plan):
+    """Round every pattern with d = 23 - m dropped bits into ``out``."""
     if plan.dropped == 0:
-        np.copyto(out, magnitude)
+        np.copyto(out, bits)
         return
     rounding = plan.window.rounding
     if rounding == "nearest_even" and plan.window.mantissa_bits == 0:
         # The significand of every binade's grid point is 1 or 2, so ties go up. The low
         # exponent bit is no parity here: 2^E has an odd significand whatever E is.
-        np.add(magnitude, plan.half_minus_one + np.uint32(1), out=out)
+        np.add(bits, plan.half_minus_one + np.uint32(1), out=out)
     elif rounding == "nearest_even":
-        np.right_shift(magnitude, np.uint32(plan.dropped), out=temp)
+        np.right_shift(bits, np.uint32(plan.dropped), out=temp)
         np.bitwise_and(temp, np.uint32(1), out=temp)
         np.add(temp, plan.half_minus_one, out=temp)
-        np.add(magnitude, temp, out=out)
+        np.add(bits, temp, out=out)
     elif rounding == "stochastic":
         # Up iff R < D * 2^(32 - d), which is iff (R >> (32 - d)) < D, which is iff
         # D + (2^d - 1 - (R >> (32 - d))) carries out of the d dropped bits.
         np.right_shift(noise, np.uint32(32 - plan.dropped), out=temp)
         np.subtract(plan.low_mask, temp, out=temp)
-        np.add(magnitude, temp, out=out)
+        np.add(bits, temp, out=out)
     else:
-        np.copyto(out, magnitude)  # toward zero: truncate
+        np.copyto(out, bits)  # toward zero: truncate
     np.bitwise_and(out, plan.keep_mask, out=out)
 
 
-def _fix_low_range(bits, magnitude, noise, out, temp, plan):
+def _magnitude_index(bits, temp, low, high):
+    """Return the indices of patterns whose magnitude m satisfies low <= m < high."""
+    np.left_shift(bits, np.uint32(1), out=temp)
+    np.subtract(temp, np.uint32(2 * low), out=temp)  # wraps below low
+    return np.flatnonzero(temp < np.uint32(2 * (high - low)))
+
+
+def _fix_low_range(bits, noise, out, temp, plan):
     """Recompute nonzero magnitudes below ``plan.exact_from`` exactly."""
-    np.subtract(magnitude, np.uint32(1), out=temp)
-    index = np.flatnonzero(temp < plan.exact_from - np.uint32(1))
+    index = _magnitude_index(bits, temp, 1, int(plan.exact_from))
+    sign = bits[index] & SIGN_MASK
     if plan.subnormal_routine:
-        out[index] = _round_to_subnormal_grid(magnitude[index], plan.window)
+        out[index] = _round_to_subnormal_grid(bits[index] & MAGNITUDE_MASK, plan.window) | sign
     else:
-        out[index] = _general_magnitudes(bits, index, plan, noise)
+        out[index] = _general_patterns(bits, index, plan, noise)
 
 
-def _fix_high_range(bits, magnitude, noise, out, plan):
-    """Apply the overflow, inf and NaN rules to elements whose rounded magnitude exceeds max."""
-    above = out > plan.max_bits
-    window = plan.window
-    if window.saturate and magnitude.max() <= FP32_INF:
-        np.minimum(out, plan.max_bits, out=out)  # no NaN: overflow and inf saturate
-        return
-    index = np.flatnonzero(above)
-    out[index] = _general_magnitudes(bits, index, plan, noise)
+def _fix_high_range(bits, noise, out, temp, plan):
+    """Apply the overflow, inf and NaN rules to magnitudes above max through the general path."""
+    index = _magnitude_index(bits, temp, int(plan.max_bits) + 1, 2**31)
+    out[index] = _general_patterns(bits, index, plan, noise)
 
 
-def _general_magnitudes(bits, index, plan, noise):
+def _general_patterns(bits, index, plan, noise):
     # A ValueError from here names an index into the subset; quantize reruns the general path
     # on the whole tensor to report the element's own index.
     subset_noise = None if noise is None else noise[index]
-    result = quantize_bits(bits[index], plan.window, subset_noise)
-    return result & MAGNITUDE_MASK
+    return quantize_bits(bits[index], plan.window, subset_noise)
 
 
 def _round_to_subnormal_grid(magnitude, window):
