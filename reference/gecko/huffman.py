@@ -153,6 +153,10 @@ def read_code(reader, count, stream_name):
         )
     if count == 0:
         return np.zeros(0, np.uint16)
+    if total_bits < count:
+        # Every code takes at least one bit; checked before allocating per-symbol arrays.
+        raise GeckoFormatError(f"{stream_name} chunk lengths: {count} symbols need at least "
+                               f"{count} bits; got {total_bits}")
     if not lengths.any():
         raise GeckoFormatError(
             f"{stream_name} table: {count} symbols need at least one code; got an empty table"
