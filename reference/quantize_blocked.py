@@ -1,8 +1,8 @@
 """The fast path of quantize: integer rounding on FP32 bit patterns in cache-sized blocks.
 
 Within a container's normal range every FP32 normal input drops the same d = 23 - m bits, so
-rounding is a few whole-block integer operations on the magnitude bits, and a carry out of the
-mantissa moves into the exponent field as it should. Elements outside that range are rare in
+rounding is a few whole-block integer operations on the bit patterns. A carry out of the
+mantissa moves into the exponent field as it should and stops below the sign bit. Elements outside that range are rare in
 real tensors and go to exact per-element paths: the container-subnormal range to a 32-bit
 integer routine, and inf, NaN, overflow and FP32 subnormals below a wide window to the general
 path, ``reference.quantize.quantize_bits``. Both paths are tested for equality on every BF16 pattern.
@@ -12,7 +12,7 @@ import numpy as np
 
 from reference.quantize import MAGNITUDE_MASK, SIGN_MASK, quantize_bits
 
-BLOCK_ELEMENTS = 1 << 16  # 256 KiB of uint32 per buffer: a few buffers stay in L2 cache
+BLOCK_ELEMENTS = 1 << 18  # 1 MiB of uint32 per buffer: fewer numpy calls, buffers stay in L3 cache
 FP32_MIN_NORMAL_BITS = 0x0080_0000
 
 
