@@ -4,7 +4,7 @@ Usage: python bench/bench_train_step.py [--threads N] [--steps K] [--repeats R]
 
 A step is forward, cross-entropy, backward and an Adam update on one batch of 64 digits
 images, with the same initial weights in both frameworks. Each timing is the median over R
-repeats of K steps. OpenBLAS (numpy) and PyTorch both run N threads (default 1). Peak
+repeats of K steps, and the two frameworks take turns within each repeat. OpenBLAS (numpy) and PyTorch both run N threads (default 1). Peak
 memory of the numpyml step comes from tracemalloc, which sees numpy's allocations but not
 PyTorch's, so PyTorch's column shows the process's peak RSS growth during its steps
 (a lower bound when memory freed earlier is reused). Prints a markdown table for
@@ -47,16 +47,23 @@ def torch_step(torch, model, optimizer, x, y):
     optimizer.step()
 
 
-def median_step_seconds(step, steps, repeats):
-    for _ in range(3):
-        step()
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
+def paired_step_seconds(steps_by_name, steps, repeats):
+    """Return {name: median seconds per step}, timing the steps in turn within each repeat.
+
+    Alternating the frameworks inside every repeat exposes both to the same machine load,
+    which matters on a shared 2-core machine.
+    """
+    for step in steps_by_name.values():
+        for _ in range(3):
             step()
-        timings.append((time.perf_counter() - start) / steps)
-    return statistics.median(timings)
+    timings = {name: [] for name in steps_by_name}
+    for _ in range(repeats):
+        for name, step in steps_by_name.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            timings[name].append((time.perf_counter() - start) / steps)
+    return {name: statistics.median(values) for name, values in timings.items()}, timings
 
 
 def numpyml_peak_bytes(step):
@@ -80,7 +87,8 @@ def bench_model(name, data, torch, steps, repeats):
     x, y = data.x_train[:BATCH], data.y_train[:BATCH]
     optimizer = optim.ParameterOptimizer(optim.adam(1e-3), model.parameters())
     row = {"model": name, "parameters": sum(p.size for p in model.parameters())}
-    # PyTorch goes first so that its RSS growth is not hidden by numpyml's earlier peak.
+    steps_by_name = {"numpyml": lambda: numpyml_step(model, optimizer, x, y)}
+    # PyTorch's RSS growth is measured first so that numpyml's earlier peak cannot hide it.
     if torch is not None:
         sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
         from test_nn_torch_parity import to_torch
@@ -88,24 +96,30 @@ def bench_model(name, data, torch, steps, repeats):
         twin = to_torch(model)
         torch_optimizer = torch.optim.Adam(twin.parameters(), lr=1e-3)
         tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-        step = lambda: torch_step(torch, twin, torch_optimizer, tx, ty)  # noqa: E731
-        row["torch_rss_growth"] = rss_growth_bytes(step, 5)
-        row["torch_s"] = median_step_seconds(step, steps, repeats)
-    step = lambda: numpyml_step(model, optimizer, x, y)  # noqa: E731
-    row["numpyml_s"] = median_step_seconds(step, steps, repeats)
-    row["numpyml_peak"] = numpyml_peak_bytes(step)
+        steps_by_name["torch"] = lambda: torch_step(torch, twin, torch_optimizer, tx, ty)
+        row["torch_rss_growth"] = rss_growth_bytes(steps_by_name["torch"], 5)
+    medians, timings = paired_step_seconds(steps_by_name, steps, repeats)
+    row["numpyml_s"] = medians["numpyml"]
+    if torch is not None:
+        row["torch_s"] = medians["torch"]
+        ratios = [a / b for a, b in zip(timings["numpyml"], timings["torch"])]
+        row["ratio_range"] = (min(ratios), max(ratios))
+    row["numpyml_peak"] = numpyml_peak_bytes(steps_by_name["numpyml"])
     return row
 
 
 def print_table(rows, threads):
     print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, threads {threads}")
     print()
-    print("| model | parameters | numpyml step | PyTorch step | numpyml / PyTorch | "
+    print("| model | parameters | numpyml step | PyTorch step | numpyml / PyTorch (range) | "
           "numpyml peak (tracemalloc) | PyTorch RSS growth |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         torch_s = row.get("torch_s")
-        ratio = f"{row['numpyml_s'] / torch_s:.2f}x" if torch_s else "n/a"
+        ratio = "n/a"
+        if torch_s:
+            low, high = row["ratio_range"]
+            ratio = f"{row['numpyml_s'] / torch_s:.2f}x ({low:.2f} to {high:.2f})"
         torch_cell = f"{torch_s * 1e3:.2f} ms" if torch_s else "n/a"
         rss = f"{row['torch_rss_growth'] / 2**20:.1f} MiB" if torch_s else "n/a"
         print(f"| {row['model']} | {row['parameters']:,} | {row['numpyml_s'] * 1e3:.2f} ms | "

@@ -227,3 +227,16 @@ def test_unbroadcast_reduces_added_and_stretched_axes():
 
 def unbroadcast_shape(grad, shape):
     return nm.unbroadcast(grad, shape).shape
+
+
+def test_extending_doc_custom_op_example_runs():
+    import pathlib
+    import re
+
+    page = pathlib.Path(__file__).resolve().parents[1] / "docs" / "extending.md"
+    example = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)[0]
+    namespace = {}
+    exec(example, namespace)
+    assert namespace["x"].grad.tolist() == [1.0, 1.0, 1.0]
+    assert namespace["log_step"].grad.dtype == np.float32
+    assert namespace["log_step"].grad != 0.0

@@ -165,19 +165,27 @@ def _tiles(shape, kernel):
 
 
 def _max_pool_tiles(x, kernel):
-    """Max pooling over non-overlapping tiles that cover the input exactly."""
-    n, c, height, width = x.shape
+    """Max pooling over non-overlapping tiles that cover the input exactly.
+
+    Works on the kh*kw strided sub-grids of the input (one per tap) instead of a 6-d view,
+    which is several times faster in numpy for small kernels.
+    """
     kh, kw = kernel
-    out_h, out_w = height // kh, width // kw
-    tiles = x.data.reshape(n, c, out_h, kh, out_w, kw).transpose(0, 1, 2, 4, 3, 5)
-    tiles = tiles.reshape(n, c, out_h, out_w, kh * kw)
-    winner = tiles.argmax(axis=-1)[..., None]
-    out = np.take_along_axis(tiles, winner, axis=-1)[..., 0]
+    taps = [x.data[:, :, i::kh, j::kw] for i in range(kh) for j in range(kw)]
+    out = taps[0]
+    for tap in taps[1:]:
+        out = np.maximum(out, tap)
 
     def vjp(g):
-        grad = np.zeros(tiles.shape, g.dtype)
-        np.put_along_axis(grad, winner, g[..., None], axis=-1)
-        grad = grad.reshape(n, c, out_h, out_w, kh, kw).transpose(0, 1, 2, 4, 3, 5)
-        return (grad.reshape(x.shape),)
+        grad = np.zeros(x.shape, g.dtype)
+        unclaimed = np.ones(out.shape, dtype=bool)
+        zero = np.zeros((), g.dtype)
+        for index, tap in enumerate(taps):
+            # The first tap in row-major order that equals the maximum takes the gradient.
+            wins = (tap == out) & unclaimed
+            unclaimed &= ~wins
+            i, j = divmod(index, kw)
+            grad[:, :, i::kh, j::kw] = np.where(wins, g, zero)
+        return (grad,)
 
     return make_result(out, (x,), vjp, "max_pool2d")
