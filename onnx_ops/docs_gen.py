@@ -90,9 +90,15 @@ def _function_section():
     lines = [
         "## Function body of Narrow", "",
         "One body per attribute set, told apart by the function's `overload` name (IR version "
-        "10). Standard operators in the default body (float32, bias, nearest even):", "",
+        "10). The container's scalars are computed once; the element-wise part runs by `Scan` "
+        "over rows of cache-sized chunks. Standard operators per row in the default body "
+        "(float32, bias, nearest even, the float-addition branch), without constants:", "",
     ]
-    counts = collections.Counter(node.op_type for node in function_body.narrow_function({}).node)
+    function = function_body.narrow_function({})
+    choice = next(node for node in function.node if node.op_type == "If")
+    then_branch = next(a.g for a in choice.attribute if a.name == "then_branch")
+    row_nodes = then_branch.node[0].attribute[0].g.node
+    counts = collections.Counter(n.op_type for n in row_nodes if n.op_type != "Constant")
     lines.append(", ".join(f"{op} x{count}" for op, count in sorted(counts.items())))
     return "\n".join(lines) + "\n"
 

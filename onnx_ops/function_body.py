@@ -14,7 +14,7 @@ A body is specialised to one set of attributes; models tell the sets apart by th
 import numpy as np
 from onnx import TensorProto, helper
 
-from onnx_ops import schemas
+from onnx_ops import chunks, fast_body, schemas
 from onnx_ops.graph_builder import INT32, UINT32, NodeBuilder
 
 OPSET = 26
@@ -40,58 +40,143 @@ def overload_name(attributes):
     )
 
 
-def narrow_function(attributes):
-    """Build the FunctionProto of ``Narrow`` for one set of node attributes."""
+def narrow_function(attributes, chunk=chunks.CHUNK):
+    """Build the FunctionProto of ``Narrow`` for one set of node attributes.
+
+    The scalars of the container (exponent range, largest value) are computed once; the
+    element-wise body runs by ``Scan`` over rows of ``chunk`` values, so that its intermediates
+    stay in cache. With nearest-even rounding an ``If`` on those scalars picks the float
+    addition body of ``fast_body`` where it is exact, and the integer body elsewhere.
+    """
     a = schemas.complete_attributes(attributes)
     b = NodeBuilder("n_")
-    bits = _input_bits(b, a["base"])
-    sign = b.op("BitwiseAnd", bits, b.u32(SIGN_MASK), hint="sign")
-    magnitude = b.op("BitwiseAnd", bits, b.u32(MAGNITUDE_MASK), hint="magnitude")
-
     e = b.cast("exponent_bits", INT32)
     m = b.cast("mantissa_bits", INT32)
-    limits = _exponent_limits(b, a, e, m, magnitude)
-    rounded = _round_magnitude(b, a, magnitude, m, limits["e_min"], "noise")
-    if not a["subnormals"]:
-        rounded = _flush_below(b, rounded, limits["e_min"])
-    result = _apply_limits(b, a, magnitude, rounded, limits)
+    rows, count = chunks.flat_rows(b, "X", chunk)
+    largest = _largest_finite(b, a, rows, chunk) if a["anchor_mode"] == "max" else None
+    limits = _exponent_limits(b, a, e, m, largest)
 
-    _output_bits(b, a["base"], b.op("BitwiseOr", sign, result))
+    body_inputs = [_row_info("x_row", a, chunk)]
+    scan_inputs = [rows]
+    if a["rounding"] == "stochastic":
+        noise_rows, _ = chunks.flat_rows(b, "noise", chunk)
+        body_inputs.append(helper.make_tensor_value_info("noise_row", UINT32, [chunk]))
+        scan_inputs.append(noise_rows)
+    general = _element_body(a, m, limits, body_inputs, chunk, fast=False)
+    if a["rounding"] == "nearest_even":
+        fast = _element_body(a, m, limits, body_inputs, chunk, fast=True)
+        narrowed = _scan_if(b, limits["fast_condition"], fast, general, scan_inputs, a, chunk)
+    else:
+        narrowed = chunks.scan_rows(b, general, scan_inputs, ["y_rows"])[0]
+    chunks.unflatten(b, narrowed, count, "X", "Y")
     return helper.make_function(
         schemas.DOMAIN, "Narrow", list(INPUTS), ["Y"], b.nodes,
         [helper.make_opsetid("", OPSET)], overload=overload_name(attributes),
     )
 
 
-def _input_bits(b, base):
+def _scan_if(b, condition, then_body, else_body, scan_inputs, a, chunk):
+    """Add ``If(condition)`` whose branches scan ``then_body`` or ``else_body`` over the rows."""
+    element_type = schemas.BASE_ELEMENT_TYPES[a["base"]]
+    branches = []
+    for prefix, body in (("then_", then_body), ("else_", else_body)):
+        branch = NodeBuilder(prefix)
+        rows = chunks.scan_rows(branch, body, scan_inputs, ["y_rows"])[0]
+        branches.append(helper.make_graph(
+            branch.nodes, f"{prefix}narrow", [],
+            [helper.make_tensor_value_info(rows, element_type, None)],
+        ))
+    return b.op("If", condition, then_branch=branches[0], else_branch=branches[1], hint="rows")
+
+
+def _row_info(name, a, chunk):
+    return helper.make_tensor_value_info(name, schemas.BASE_ELEMENT_TYPES[a["base"]], [chunk])
+
+
+def _element_body(a, m, limits, inputs, chunk, fast):
+    """Return the Scan body that narrows one row; it reads the scalars from the outer scope."""
+    b = NodeBuilder("f_" if fast else "r_")
+    if fast:
+        value = "x_row" if a["base"] == "fp32" else b.cast("x_row", TensorProto.FLOAT)
+        absolute = b.op("Abs", value)
+        magnitude = b.op("BitCast", absolute, to=UINT32, hint="magnitude")
+        bits = b.op("BitCast", value, to=UINT32)
+        rounded = fast_body.round_nearest_even(b, a["subnormals"], absolute, magnitude,
+                                               limits["fast_values"])
+    else:
+        bits = _input_bits(b, a["base"], "x_row")
+        magnitude = b.op("BitwiseAnd", bits, b.u32(MAGNITUDE_MASK), hint="magnitude")
+        if _has_fast_rounding(a):
+            rounded = _round_nearest_even_fast(b, magnitude, limits["fast"])
+        else:
+            rounded = _round_magnitude(b, a, magnitude, m, limits["e_min"], "noise_row")
+    # The sign is the difference of the bits and the magnitude, an Add and a Sub being much
+    # cheaper than bitwise operators in ONNX Runtime.
+    sign = b.op("Sub", bits, magnitude, hint="sign")
+    if not a["subnormals"]:
+        rounded = _flush_below(b, rounded, limits["e_min"])
+    result = b.op("Add", sign, _apply_limits(b, a, magnitude, rounded, limits), hint="signed")
+    if fast and a["base"] == "bf16":
+        # Exact: the result is a BF16 value or a NaN.
+        value = b.op("BitCast", result, to=TensorProto.FLOAT)
+        b.nodes.append(helper.make_node("Cast", [value], ["y_row"], to=TensorProto.BFLOAT16))
+    else:
+        _output_bits(b, a["base"], result, "y_row")
+    return helper.make_graph(b.nodes, "narrow_row", inputs, [_row_info("y_row", a, chunk)])
+
+
+def _largest_finite(b, a, rows, chunk):
+    """Return the largest finite magnitude (uint32 bits, 0-d) over all rows, by Scan."""
+    body = NodeBuilder("m_")
+    magnitude = body.op("BitwiseAnd", _input_bits(body, a["base"], "x_row"),
+                        body.u32(MAGNITUDE_MASK))
+    finite = body.where(body.op("Less", magnitude, body.u32(INF_BITS)), magnitude, body.u32(0))
+    row_max = body.op("ReduceMax", body.cast(finite, INT32), keepdims=0)
+    body.nodes.append(helper.make_node("Max", ["largest_in", row_max], ["largest_out"]))
+    graph = helper.make_graph(
+        body.nodes, "largest_row",
+        [helper.make_tensor_value_info("largest_in", INT32, []), _row_info("x_row", a, chunk)],
+        [helper.make_tensor_value_info("largest_out", INT32, [])],
+    )
+    largest = chunks.scan_rows(b, graph, [rows], ["largest"], states=[b.i32(0)])[0]
+    return b.cast(largest, UINT32)
+
+
+def _input_bits(b, base, name):
     if base == "bf16":
-        half = b.op("BitCast", "X", to=TensorProto.UINT16)
+        half = b.op("BitCast", name, to=TensorProto.UINT16)
         return b.shift_left(b.cast(half, UINT32), b.u32(16))
-    return b.op("BitCast", "X", to=UINT32)
+    return b.op("BitCast", name, to=UINT32)
 
 
-def _output_bits(b, base, bits):
+def _output_bits(b, base, bits, output):
     if base == "bf16":
         half = b.cast(b.shift_right(bits, b.u32(16)), TensorProto.UINT16)
-        b.nodes.append(helper.make_node("BitCast", [half], ["Y"], to=TensorProto.BFLOAT16))
+        b.nodes.append(helper.make_node("BitCast", [half], [output], to=TensorProto.BFLOAT16))
     else:
-        b.nodes.append(helper.make_node("BitCast", [bits], ["Y"], to=TensorProto.FLOAT))
+        b.nodes.append(helper.make_node("BitCast", [bits], [output], to=TensorProto.FLOAT))
 
 
 # exponent range
 
 
-def _exponent_limits(b, a, e, m, magnitude):
+def _exponent_limits(b, a, e, m, largest):
     """Return ``e_min`` (smallest normal exponent) and ``max_bits`` (largest finite magnitude)."""
     top_code = _max_exponent_code(b, a, e, m)
     bias = _bias(b, a, e)
     if a["anchor_mode"] == "bias":
         e_max = b.op("Sub", top_code, bias, hint="e_max")
     else:
-        e_max = _anchor(b, a, m, magnitude, b.op("Sub", top_code, bias))
+        e_max = _anchor(b, a, m, largest, b.op("Sub", top_code, bias))
     e_min = b.op("Sub", e_max, b.op("Sub", top_code, b.i32(1)), hint="e_min")
     max_below, max_nearest = _max_bits(b, a, e_max, m)
-    return {"e_min": e_min, "max_below": max_below, "max_nearest": max_nearest}
+    limits = {"e_min": e_min, "max_below": max_below, "max_nearest": max_nearest}
+    if _has_fast_rounding(a):
+        limits["fast"] = _fast_rounding_scalars(b, e_min, m)
+    if a["rounding"] == "nearest_even":
+        limits["fast_condition"] = fast_body.condition(b, m, e_min, e_max)
+        limits["fast_values"] = fast_body.scalars(b, m, e_min)
+    return limits
 
 
 def _max_exponent_code(b, a, e, m):
@@ -117,15 +202,11 @@ def _bias(b, a, e):
     return b.op("Sub", _power_of_two(b, b.op("Sub", e, b.i32(1))), b.i32(1), hint="bias")
 
 
-def _anchor(b, a, m, magnitude, bias_e_max):
+def _anchor(b, a, m, largest, bias_e_max):
     if a["anchor_mode"] == "input":
         return b.cast("anchor", INT32)
     # "max": the exponent of the largest finite magnitude after mantissa rounding. Rounding is
     # monotone, so rounding the largest magnitude alone gives the largest rounded exponent.
-    finite = b.op("Less", magnitude, b.u32(INF_BITS))
-    largest = b.where(finite, magnitude, b.u32(0))
-    largest = b.op("ReduceMax", b.cast(largest, INT32), keepdims=0, hint="largest")
-    largest = b.cast(largest, UINT32)
     # Stochastic rounding counts as rounding up here (noise 0 rounds up whenever a dropped bit
     # is set), so that no noise can make a value overflow.
     noise = b.u32(0) if a["rounding"] == "stochastic" else None
@@ -165,6 +246,56 @@ def _max_bits(b, a, e_max, m):
 
 
 # rounding
+
+
+def _has_fast_rounding(a):
+    """Tell whether ``_round_nearest_even_fast`` applies to the attribute set ``a``.
+
+    It needs nearest-even rounding, subnormals, and a bias in -103..127, so that the smallest
+    normal 2**e_min is a float32 normal and the constant 2**(e_min - m + 23) is finite.
+    """
+    return (
+        a["rounding"] == "nearest_even" and a["subnormals"] and a["anchor_mode"] == "bias"
+        and (a["bias"] is None or -103 <= a["bias"] <= 127)
+    )
+
+
+def _fast_rounding_scalars(b, e_min, m):
+    m_u = b.cast(m, UINT32)
+    dropped = b.op("Sub", b.u32(23), m_u, hint="dropped")
+    # Half an ulp minus one is (2**d - 1) >> 1, which is 0 for d = 0, where nothing is dropped
+    # and the odd bit must not count either.
+    ulp_minus_one = b.op("Sub", b.shift_left(b.u32(1), dropped), b.u32(1))
+    return {
+        "dropped": dropped,
+        "half_minus_one": b.shift_right(ulp_minus_one, b.u32(1)),
+        "odd_bit": b.cast(b.op("Greater", dropped, b.u32(0)), UINT32),
+        "kept_mask": b.op("BitwiseNot", ulp_minus_one, hint="kept_mask"),
+        "min_normal": b.shift_left(b.cast(b.op("Add", e_min, b.i32(127)), UINT32), b.u32(23)),
+        "magic": b.op("BitCast", b.shift_left(
+            b.cast(b.op("Add", b.op("Sub", e_min, m), b.i32(150)), UINT32), b.u32(23)
+        ), to=TensorProto.FLOAT, hint="magic"),
+    }
+
+
+def _round_nearest_even_fast(b, magnitude, scalars):
+    """Round to nearest even with a fixed shift above the smallest normal, float below it.
+
+    At or above 2**e_min every input is a float32 normal and the grid drops d = 23 - m bits of
+    the magnitude bits, whose carry moves into the exponent field correctly. Below 2**e_min
+    the grid is fixed at 2**(e_min - m): adding C = 2**(e_min - m + 23), whose ulp is that
+    grid, rounds once to nearest even in IEEE arithmetic (ties go to an even multiple, since
+    C's mantissa is 0), and subtracting C again is exact. This needs float32 subnormals, which
+    ONNX Runtime keeps unless a session sets denormals to zero.
+    """
+    odd = b.op("BitwiseAnd", b.shift_right(magnitude, scalars["dropped"]), scalars["odd_bit"])
+    biased = b.op("Add", b.op("Add", magnitude, scalars["half_minus_one"]), odd)
+    normal = b.op("BitwiseAnd", biased, scalars["kept_mask"], hint="normal")
+
+    value = b.op("BitCast", magnitude, to=TensorProto.FLOAT)
+    shifted = b.op("Add", value, scalars["magic"])
+    subnormal = b.op("BitCast", b.op("Sub", shifted, scalars["magic"]), to=UINT32)
+    return b.where(b.op("Less", magnitude, scalars["min_normal"]), subnormal, normal)
 
 
 def _round_magnitude(b, a, magnitude, m, e_min, noise):
@@ -269,8 +400,9 @@ def _flush_below(b, bits, e_min):
 def _apply_limits(b, a, magnitude, rounded, limits):
     """Map overflow, infinities and NaN to the values the container's specials allow.
 
-    A container with neither inf nor NaN codes and no saturation cannot hold an overflow or a
-    NaN; the reference raises there, and this body returns the quiet NaN.
+    Both bodies round inf and NaN inputs to bits above any finite maximum, so one compare finds
+    overflow, inf and NaN. A container with neither inf nor NaN codes and no saturation cannot
+    hold an overflow or a NaN; the reference raises there, and this body returns the quiet NaN.
     """
     if a["saturate"]:
         overflow_bits = limits["max_nearest"]
@@ -279,10 +411,11 @@ def _apply_limits(b, a, magnitude, rounded, limits):
         overflow_bits = b.u32(INF_BITS)
     else:
         overflow_bits = b.u32(QUIET_NAN_BITS)
-    overflow = b.op("Or", b.op("Greater", rounded, limits["max_below"]),
-                    b.op("GreaterOrEqual", magnitude, b.u32(INF_BITS)))
-    result = b.where(overflow, overflow_bits, rounded)
-    return b.where(b.op("Greater", magnitude, b.u32(INF_BITS)), b.u32(QUIET_NAN_BITS), result)
+    result = b.where(b.op("Greater", rounded, limits["max_below"]), overflow_bits, rounded)
+    if a["saturate"] or a["specials"] == "ieee":
+        is_nan = b.op("Greater", magnitude, b.u32(INF_BITS))
+        result = b.where(is_nan, b.u32(QUIET_NAN_BITS), result)
+    return result
 
 
 def _true_exponent(b, magnitude):

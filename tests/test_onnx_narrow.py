@@ -144,6 +144,8 @@ def narrow_cases(draw):
 @example((np.array([0x9885], np.uint16).view(ml_dtypes.bfloat16),
           {"rounding": "stochastic", "base": "bf16"}, 7, 7,
           {"noise": np.array([0x138F05F], np.uint32)}))
+@example((np.array([], np.uint16).view(ml_dtypes.bfloat16),
+          {"specials": "none", "subnormals": 0, "base": "bf16"}, 1, 0, {}))
 def test_backends_agree_on_random_bits(case):
     x, attributes, e, m, kwargs = case
     assert_backends_agree(x, attributes, e, m, **kwargs)
