@@ -151,3 +151,37 @@ def test_toward_zero_overflow_judged_after_rounding():
     # overflows to inf, and saturate gives max.
     assert narrow([65536.0], e5m2).tolist() == [np.inf]
     assert narrow([65536.0], Container(5, 2, rounding="toward_zero", saturate=True)).tolist() == [57344.0]
+
+
+@pytest.mark.spec("C7")
+def test_no_double_rounding_through_wider_format():
+    # One FP32 ulp above each e4m3fn tie must round up and one below must round down. Rounding
+    # through FP16 first turns both neighbours into the tie itself, which then goes to even.
+    values_above, values_below, up, down = [], [], [], []
+    for exponent in range(-6, 9):
+        for significand in range(8, 16):
+            tie = np.float32((significand + 0.5) * 2.0 ** (exponent - 3))
+            values_above.append(np.nextafter(tie, np.float32(np.inf)))
+            values_below.append(np.nextafter(tie, np.float32(0)))
+            up.append((significand + 1) * 2.0 ** (exponent - 3))
+            down.append(significand * 2.0 ** (exponent - 3))
+    container = Container(4, 3, specials="fn", saturate=True)
+    above = np.array(values_above, np.float32)
+    below = np.array(values_below, np.float32)
+    assert narrow(above, container).tolist() == [min(v, 448.0) for v in up]
+    assert narrow(below, container).tolist() == [min(v, 448.0) for v in down]
+    # The same test catches a quantizer that rounds through FP16 first.
+    through_fp16 = narrow(above.astype(np.float16).astype(np.float32), container)
+    assert through_fp16.tolist() != [min(v, 448.0) for v in up]
+
+
+@pytest.mark.spec("C15")
+def test_layouts_and_empty_inputs():
+    container = Container.from_name("e4m3fn")
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4) * np.float32(1.03)
+    expected = narrow(x.reshape(-1), container).reshape(x.shape)
+    assert np.array_equal(quantize(np.asfortranarray(x), container), expected)
+    assert np.array_equal(quantize(x[:, ::2], container), expected[:, ::2])
+    scalar = quantize(np.array(1.0625, np.float32), container)
+    assert scalar.shape == () and scalar == 1.0
+    assert quantize(np.zeros((0, 3), np.float32), container).shape == (0, 3)
