@@ -60,17 +60,28 @@ def encode(lanes, zero_lanes):
     return b"".join(parts)
 
 
+def count_zeros(zero_lanes):
+    """Return the number of zero lanes in each row of a (groups, group_size) bool array."""
+    # Adding the rows' bytes as uint64 words keeps each byte's sum below 8, and multiplying by
+    # 0x0101010101010101 gathers the eight byte sums (at most 64) into the top byte.
+    words = np.ascontiguousarray(zero_lanes).view(np.uint64)
+    total = words[:, 0].copy()
+    for column in range(1, words.shape[1]):
+        total += words[:, column]
+    return ((total * np.uint64(0x0101010101010101)) >> np.uint64(56)).astype(np.int64)
+
+
 def _stored_counts(mode, zero_lanes, group_size):
     # Lanes that store a delta: all of them, except the zeros of masked groups.
     counts = np.full(mode.size, group_size, np.int64)
     masked = np.flatnonzero(mode == MASKED)
-    counts[masked] -= zero_lanes[masked].sum(axis=1)
+    counts[masked] -= count_zeros(zero_lanes[masked])
     return counts
 
 
 def _choose_modes(lanes, zero_lanes):
     group_size = lanes.shape[1]
-    zero_count = zero_lanes.sum(axis=1, dtype=np.int64)
+    zero_count = count_zeros(zero_lanes)
     zero_bytes = zero_lanes.view(np.uint8)
     # A zero lane reads as 255 for the minimum and as 0 for the maximum.
     base = (lanes | (0 - zero_bytes)).min(axis=1)
@@ -159,7 +170,7 @@ def _read_masks(reader, mode, group_size):
     zero_lanes[mode == ALL_ZERO] = True
     packed = np.frombuffer(plane, np.uint8).reshape(masked.size, group_size // 8)
     masks = np.unpackbits(packed, axis=1, bitorder="little").astype(bool)
-    zero_count = masks.sum(axis=1)
+    zero_count = count_zeros(masks)
     if ((zero_count == 0) | (zero_count == group_size)).any():
         group = int(masked[(zero_count == 0) | (zero_count == group_size)][0])
         raise GeckoFormatError(
