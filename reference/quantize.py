@@ -2,9 +2,11 @@
 
 The rounding works on bit fields only: the exponent comes from the input's exponent field and
 the significand is rounded as an integer, so no value is rounded twice and no float ``log2`` or
-``floor(x + 0.5)`` takes part. This module is the general path: each finite value is widened
-exactly to float64 bits, whose 53-bit significand holds every FP32 and BF16 value (subnormals
-included) as a normal number.
+``floor(x + 0.5)`` takes part. ``quantize`` runs the blocked fast path of
+``reference.quantize_blocked``. ``quantize_bits`` here is the general path that the fast path
+falls back on for rare elements and is tested against. It widens each finite value exactly to
+float64 bits, whose 53-bit significand holds every FP32 and BF16 value (subnormals included) as
+a normal number.
 """
 
 import logging
@@ -40,7 +42,9 @@ def quantize(x, container, *, anchor=None, noise=None):
     container = _check_container(container)
     bits = input_bits(x, container)
     _check_noise(noise, np.shape(x), container)
-    if isinstance(anchor, str) and anchor == "max":
+    if isinstance(anchor, str):
+        if anchor != "max":
+            raise ValueError(f"anchor must be None, an int or 'max'; got {anchor!r}")
         anchor = _max_anchor_of_bits(bits, container)
     window = container.with_anchor(anchor)
     flat_noise = None if noise is None else noise.reshape(-1)

@@ -138,6 +138,9 @@ def test_anchor_out_of_range_raises(base, anchor):
 def test_anchor_of_wrong_type_raises():
     with pytest.raises(TypeError, match="anchor must be None or an int; got 2.0"):
         quantize(np.float32([1.0]), Container(3, 2), anchor=2.0)
+    with pytest.raises(ValueError, match="anchor must be None, an int or 'max'; got 'min'"):
+        quantize(np.float32([1.0]), Container(3, 2), anchor="min")
+    assert quantize(np.float32([3.0]), Container(3, 2), anchor=np.int64(1))[0] == 3.0
 
 
 @pytest.mark.spec("C15")
