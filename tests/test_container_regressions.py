@@ -36,8 +36,8 @@ def test_ties_with_no_mantissa_round_up():
 
 @pytest.mark.spec("C8")
 def test_squared_error_cannot_see_ties():
-    # Both neighbours of the tie 1.0625 have the same squared error, so a rounding check by
-    # mean squared error passes an away-from-zero implementation; the bit pattern does not.
+    # Both neighbours of the tie 1.0625 have the same squared error. So a rounding check by
+    # mean squared error passes an away-from-zero implementation, and only the bits show it.
     assert (1.0625 - 1.0) ** 2 == (1.125 - 1.0625) ** 2
     assert bits_of(narrow([1.0625], E4M3FN)) == bits_of([1.0])
 
@@ -183,5 +183,6 @@ def test_layouts_and_empty_inputs():
     assert np.array_equal(quantize(np.asfortranarray(x), container), expected)
     assert np.array_equal(quantize(x[:, ::2], container), expected[:, ::2])
     scalar = quantize(np.array(1.0625, np.float32), container)
-    assert scalar.shape == () and scalar == 1.0
+    assert scalar.shape == ()
+    assert scalar == 1.0
     assert quantize(np.zeros((0, 3), np.float32), container).shape == (0, 3)
