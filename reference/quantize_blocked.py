@@ -91,12 +91,16 @@ def _quantize_block(bits, noise, out, plan, scratch):
     # Rounding the whole pattern keeps the sign: for finite inputs the carry stops below bit 31.
     _round_normal_range(bits, noise, out, temp, plan)
 
-    if plan.exact_from > 1 and smallest_magnitude(bits) < plan.exact_from:
-        _fix_low_range(bits, noise, out, temp, plan)
+    if plan.exact_from > 1:
+        smallest = smallest_magnitude(bits)
+        if smallest < plan.exact_from:
+            # Zeros round exactly on any path; leaving them out keeps the index short.
+            low = 1 if smallest == 0 else 0
+            _fix_low_range(bits, noise, out, temp, scratch.flags[:size], low, plan)
     if not plan.window.subnormals and plan.min_normal_bits > 0:
         _flush_below_min_normal(out, temp, scratch.flags[:size], plan)
     if largest_magnitude(bits) > plan.max_bits:
-        _fix_high_range(bits, noise, out, temp, plan)
+        _fix_high_range(bits, noise, out, temp, scratch.flags[:size], plan)
 
 
 def _flush_below_min_normal(out, temp, flags, plan):
@@ -133,16 +137,18 @@ def _round_normal_range(bits, noise, out, temp, plan):
     np.bitwise_and(out, plan.keep_mask, out=out)
 
 
-def _magnitude_index(bits, temp, low, high):
+def _magnitude_index(bits, temp, flags, low, high):
     """Return the indices of patterns whose magnitude m satisfies low <= m < high."""
-    np.left_shift(bits, np.uint32(1), out=temp)
-    np.subtract(temp, np.uint32(2 * low), out=temp)  # wraps below low
-    return np.flatnonzero(temp < np.uint32(2 * (high - low)))
+    np.left_shift(bits, np.uint32(1), out=temp)  # the magnitude, doubled, without the sign
+    if low > 0:
+        np.subtract(temp, np.uint32(2 * low), out=temp)  # wraps below low
+    np.less(temp, np.uint32(2 * (high - low)), out=flags)
+    return np.flatnonzero(flags)
 
 
-def _fix_low_range(bits, noise, out, temp, plan):
-    """Recompute nonzero magnitudes below ``plan.exact_from`` exactly."""
-    index = _magnitude_index(bits, temp, 1, int(plan.exact_from))
+def _fix_low_range(bits, noise, out, temp, flags, low, plan):
+    """Recompute magnitudes from ``low`` up to ``plan.exact_from`` exactly."""
+    index = _magnitude_index(bits, temp, flags, low, int(plan.exact_from))
     sign = bits[index] & SIGN_MASK
     if plan.subnormal_routine:
         out[index] = _round_to_subnormal_grid(bits[index] & MAGNITUDE_MASK, plan.window) | sign
@@ -150,9 +156,9 @@ def _fix_low_range(bits, noise, out, temp, plan):
         out[index] = _general_patterns(bits, index, plan, noise)
 
 
-def _fix_high_range(bits, noise, out, temp, plan):
+def _fix_high_range(bits, noise, out, temp, flags, plan):
     """Apply the overflow, inf and NaN rules to magnitudes above max through the general path."""
-    index = _magnitude_index(bits, temp, int(plan.max_bits) + 1, 2**31)
+    index = _magnitude_index(bits, temp, flags, int(plan.max_bits) + 1, 2**31)
     out[index] = _general_patterns(bits, index, plan, noise)
 
 
