@@ -252,13 +252,16 @@ def _check_window(container):
 
 
 # The standard formats, with exactly the value sets of ml_dtypes 0.5+ (float8_e5m2,
-# float8_e4m3fn, float8_e3m4, float6_e3m2fn, float6_e2m3fn, float4_e2m1fn) and IEEE 754.
-# The FP6/FP4 formats have no inf and no NaN, and ml_dtypes saturates them on overflow.
+# float8_e4m3, float8_e4m3fn, float8_e3m4, float6_e3m2fn, float6_e2m3fn, float4_e2m1fn) and
+# IEEE 754. The FP6/FP4 formats have no inf and no NaN, and ml_dtypes saturates them on
+# overflow. The fnuz formats (no -0, NaN at 1'0..0'0..0) and e8m0fnu (no sign) have no
+# Container layout.
 PRESETS = {
     "fp32": dict(exponent_bits=8, mantissa_bits=23),
     "bf16": dict(exponent_bits=8, mantissa_bits=7),
     "fp16": dict(exponent_bits=5, mantissa_bits=10),
     "e5m2": dict(exponent_bits=5, mantissa_bits=2),
+    "e4m3": dict(exponent_bits=4, mantissa_bits=3),
     "e4m3fn": dict(exponent_bits=4, mantissa_bits=3, specials="fn"),
     "e3m4": dict(exponent_bits=3, mantissa_bits=4),
     "e3m2fn": dict(exponent_bits=3, mantissa_bits=2, specials="none", saturate=True),

@@ -15,6 +15,7 @@ ML_DTYPES_NAMES = {
     "bf16": "bfloat16",
     "fp16": "float16",
     "e5m2": "float8_e5m2",
+    "e4m3": "float8_e4m3",
     "e4m3fn": "float8_e4m3fn",
     "e3m4": "float8_e3m4",
     "e3m2fn": "float6_e3m2fn",
