@@ -5,7 +5,7 @@ Usage: python bench/bench_train_step.py [--threads N] [--steps K] [--repeats R]
 A step is forward, cross-entropy, backward and an Adam update on one batch of 64 digits
 images, with the same initial weights in both frameworks. Each timing is the median over R
 repeats of K steps, and the two frameworks take turns within each repeat. OpenBLAS (numpy) and PyTorch both run N threads (default 1). Peak
-memory of the numpyml step comes from tracemalloc, which sees numpy's allocations but not
+memory of the numpyml step comes from tracemalloc, which tracks numpy's allocations but not
 PyTorch's, so PyTorch's column shows the process's peak RSS growth during its steps
 (a lower bound when memory freed earlier is reused). Prints a markdown table for
 docs/benchmarks.md. Without PyTorch the PyTorch columns are left out.

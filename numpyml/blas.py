@@ -1,8 +1,9 @@
 """Set the thread count of the OpenBLAS that numpy loaded, without restarting the process.
 
 Small training steps multiply matrices of a few hundred rows, where OpenBLAS threads cost
-more in hand-off and spinning than they save. On a 2-core machine shared with other work,
-one thread made the digits CNN step 9x faster (63 ms to 7 ms, ``bench/bench_train_step.py``).
+more in hand-off and spinning than they save. On a 2-core machine shared with other jobs,
+the digits CNN step took 84 ms with two threads and 5 to 17 ms with one
+(``bench/bench_train_step.py --threads``).
 ``OPENBLAS_NUM_THREADS`` only works before numpy is imported, so this module calls
 OpenBLAS's own setter in the already loaded library, as threadpoolctl does.
 """

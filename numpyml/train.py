@@ -208,7 +208,7 @@ class _Run:
 
 
 def train(config, method=None, on_epoch=None):
-    """Train as ``config`` says and return the report dict (also written to out_dir).
+    """Train with the settings in ``config``; return the report dict, also written to out_dir.
 
     ``method`` overrides the method named in ``config`` (useful for tests and new
     methods). ``on_epoch(metrics)`` is called after each epoch with that epoch's entry of

@@ -107,7 +107,8 @@ def test_storage_policy_sees_named_weights_and_activations():
     assert model.storage_layers() == ["features.0", "features.2", "classifier.1", "classifier.4"]
 
 
-def test_storage_policy_output_is_used_and_bias_bypasses_it():
+def test_storage_policy_output_feeds_layer():
+    # The policy zeroes weight and input, so only the bias, which bypasses it, remains.
     layer = nn.Linear(3, 2)
     layer.set_storage_policy(lambda name, kind, tensor: tensor * 0.0)
     out = layer(nm.Tensor(np.ones((4, 3), np.float32)))

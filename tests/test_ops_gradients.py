@@ -1,10 +1,10 @@
 """Gradient checks for every operation.
 
-Every op test follows one template: draw float64 inputs (shapes from a fixed quartet and,
-for binary ops, from hypothesis ``mutually_broadcastable_shapes``), then call
-``check_gradients``, which compares the VJPs against central differences along a random
-projection and asserts each gradient's shape and dtype. A second check runs the op on
-float32 inputs and asserts that the gradients stay float32.
+Every op test follows one template. It draws float64 inputs, with shapes from a fixed
+quartet and, for binary ops, from hypothesis ``mutually_broadcastable_shapes``. Then
+``check_gradients`` compares the VJPs against central differences along a random projection
+and asserts each gradient's shape and dtype. A second check runs the op on float32 inputs
+and asserts that the gradients stay float32.
 """
 
 import numpy as np

@@ -38,9 +38,9 @@ def load_digits_arrays():
 def stratified_split(labels, test_size, seed):
     """Return (train_indices, test_indices) with each class in proportion in both parts.
 
-    Procedure: class c with n_c images gets floor(n_c * test_size / N) test images; the
-    remaining test places go to the classes with the largest fractional parts (ties to the
-    lower class). One ``numpy.random.default_rng(seed)`` then permutes each class's indices,
+    Procedure: class c with n_c images gets floor(n_c * test_size / N) test images. The
+    remaining test places go to the classes with the largest fractional parts, and ties go
+    to the lower class. One ``numpy.random.default_rng(seed)`` then permutes each class's indices,
     classes in ascending order, and the first images of each permutation are the test images.
     Both index arrays are returned sorted.
     """
