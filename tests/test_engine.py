@@ -240,3 +240,22 @@ def test_extending_doc_custom_op_example_runs():
     assert namespace["x"].grad.tolist() == [1.0, 1.0, 1.0]
     assert namespace["log_step"].grad.dtype == np.float32
     assert namespace["log_step"].grad != 0.0
+
+
+def test_no_grad_works_as_decorator():
+    x = nm.Tensor([1.0], requires_grad=True)
+
+    @nm.no_grad()
+    def double(value):
+        return value * 2
+
+    assert not double(x).requires_grad
+    assert (x * 2).requires_grad
+
+
+def test_ndarray_on_left_returns_tensor():
+    x = nm.Tensor(np.ones(2, np.float32), requires_grad=True)
+    y = np.full(2, 3.0, np.float32) * x
+    assert isinstance(y, nm.Tensor)
+    y.sum().backward()
+    assert x.grad.tolist() == [3.0, 3.0]

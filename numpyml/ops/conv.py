@@ -98,10 +98,12 @@ def _scatter_columns(grad_columns, input_shape, stride, padding):
     n, c, height, width = input_shape
     (sh, sw), (ph, pw) = stride, padding
     _, out_h, out_w, kh, kw, _ = grad_columns.shape
+    # One copy that puts each tap's gradient in contiguous memory makes the adds below faster.
+    taps = np.ascontiguousarray(grad_columns.transpose(3, 4, 0, 1, 2, 5))
     padded = np.zeros((n, height + 2 * ph, width + 2 * pw, c), dtype=grad_columns.dtype)
     for i in range(kh):
         for j in range(kw):
-            padded[:, i:i + sh * out_h:sh, j:j + sw * out_w:sw] += grad_columns[:, :, :, i, j]
+            padded[:, i:i + sh * out_h:sh, j:j + sw * out_w:sw] += taps[i, j]
     return padded[:, ph:ph + height, pw:pw + width].transpose(0, 3, 1, 2)
 
 
