@@ -259,3 +259,15 @@ def test_ndarray_on_left_returns_tensor():
     assert isinstance(y, nm.Tensor)
     y.sum().backward()
     assert x.grad.tolist() == [3.0, 3.0]
+
+
+def test_cross_entropy_accepts_tensor_labels():
+    logits = nm.Tensor(np.zeros((2, 3), np.float32), requires_grad=True)
+    from_array = nm.cross_entropy(logits, np.array([0, 2]))
+    from_tensor = nm.cross_entropy(logits, nm.Tensor(np.array([0, 2])))
+    assert from_array.item() == from_tensor.item()
+
+
+def test_cross_entropy_rejects_out_of_range_labels():
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\); got values from 0 to 3"):
+        nm.cross_entropy(np.zeros((2, 3), np.float32), np.array([0, 3]))

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from numpyml.engine import as_tensor, make_result
+from numpyml.engine import Tensor, as_tensor, make_result
 
 
 def _log_softmax_array(logits, axis):
@@ -32,7 +32,7 @@ def cross_entropy(logits, labels):
     d/dlogits = (softmax(logits) - onehot(labels)) / N.
     """
     logits = as_tensor(logits)
-    labels = np.asarray(labels.data if hasattr(labels, "data") else labels)
+    labels = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
     if logits.ndim != 2 or labels.shape != logits.shape[:1]:
         raise ValueError(
             f"cross_entropy: logits must be (N, K) and labels (N,); got {logits.shape} "
