@@ -50,7 +50,7 @@ session.run(None, {{"X": np.float32([1.0625, 464.0, 500.0])}})  # [1.0, 448.0, n
 def render():
     """Return the text of docs/operators.md."""
     parts = [HEADER]
-    for name in schemas.SCHEMA_BUILDERS:
+    for name in schemas.OPERATORS:
         schema = onnx.defs.get_schema(name, schemas.VERSION, schemas.DOMAIN)
         parts.append(_schema_section(schema))
     parts.append(_function_section())

@@ -1,11 +1,12 @@
 """The ``Narrow`` operator as a FunctionProto made only of standard ONNX operators.
 
-ONNX Runtime runs such a model-local function with no native code. The body works on the
-magnitude bits ``a`` of the input as uint32 and rounds its integer significand ``S`` (value
-``S * 2**s``) to the container's grid ``2**t`` with integer shifts, masks and compares, so there
-is exactly one rounding step and no float arithmetic on the value. The sign is carried as a bit,
-so −0 survives (a float ``Where`` in ONNX Runtime 1.32 turns a selected −0 into +0). BitCast
-needs opset 26.
+ONNX Runtime runs such a model-local function with no native code. The container's scalars are
+computed once; the element-wise part runs by ``Scan`` over cache-sized rows, with one of two
+bodies: the integer body of ``integer_rounding`` (one integer rounding decision on uint32 bits)
+or, for nearest-even rounding where an ``If`` on the scalars finds it exact, the float addition
+of ``fast_body``. The sign is carried as the difference of the input bits and the magnitude
+bits, so -0 survives (a float ``Where`` in ONNX Runtime 1.32 turns a selected -0 into +0).
+BitCast needs opset 26.
 
 A body is specialised to one set of attributes; models tell the sets apart by the function's
 ``overload`` name (IR version 10 and later).
@@ -14,7 +15,7 @@ A body is specialised to one set of attributes; models tell the sets apart by th
 import numpy as np
 from onnx import TensorProto, helper
 
-from onnx_ops import chunks, fast_body, schemas
+from onnx_ops import chunks, fast_body, integer_rounding, schemas
 from onnx_ops.graph_builder import INT32, UINT32, NodeBuilder
 
 OPSET = 26
@@ -25,9 +26,6 @@ MAGNITUDE_MASK = 0x7FFF_FFFF
 INF_BITS = 0x7F80_0000
 QUIET_NAN_BITS = 0x7FC0_0000
 MAX_FINITE_BITS = 0x7F7F_FFFF
-# Fewer than 24 significand bits never survive a shift of 25 or more, and 30 keeps ``S << 1``
-# plus half an ulp inside uint32.
-MAX_SHIFT = 30
 
 
 def overload_name(attributes):
@@ -106,10 +104,12 @@ def _element_body(a, m, limits, inputs, chunk, fast):
     else:
         bits = _input_bits(b, a["base"], "x_row")
         magnitude = b.op("BitwiseAnd", bits, b.u32(MAGNITUDE_MASK), hint="magnitude")
-        if _has_fast_rounding(a):
-            rounded = _round_nearest_even_fast(b, magnitude, limits["fast"])
+        if integer_rounding.has_fast_rounding(a):
+            rounded = integer_rounding.round_nearest_even_fast(b, magnitude, limits["fast"])
         else:
-            rounded = _round_magnitude(b, a, magnitude, m, limits["e_min"], "noise_row")
+            rounded = integer_rounding.round_magnitude(
+                b, a, magnitude, m, limits["e_min"], "noise_row"
+            )
     # The sign is the difference of the bits and the magnitude, an Add and a Sub being much
     # cheaper than bitwise operators in ONNX Runtime.
     sign = b.op("Sub", bits, magnitude, hint="sign")
@@ -171,8 +171,8 @@ def _exponent_limits(b, a, e, m, largest):
     e_min = b.op("Sub", e_max, b.op("Sub", top_code, b.i32(1)), hint="e_min")
     max_below, max_nearest = _max_bits(b, a, e_max, m)
     limits = {"e_min": e_min, "max_below": max_below, "max_nearest": max_nearest}
-    if _has_fast_rounding(a):
-        limits["fast"] = _fast_rounding_scalars(b, e_min, m)
+    if integer_rounding.has_fast_rounding(a):
+        limits["fast"] = integer_rounding.fast_rounding_scalars(b, e_min, m)
     if a["rounding"] == "nearest_even":
         limits["fast_condition"] = fast_body.condition(b, m, e_min, e_max)
         limits["fast_values"] = fast_body.scalars(b, m, e_min)
@@ -210,10 +210,11 @@ def _anchor(b, a, m, largest, bias_e_max):
     # Stochastic rounding counts as rounding up here (noise 0 rounds up whenever a dropped bit
     # is set), so that no noise can make a value overflow.
     noise = b.u32(0) if a["rounding"] == "stochastic" else None
-    rounded = _round_magnitude(b, dict(a, subnormals=0), largest, m, None, noise)
+    rounded = integer_rounding.round_magnitude(b, dict(a, subnormals=0), largest, m, None, noise)
     # A tensor with no finite nonzero value takes the container's own largest exponent, which
     # is at least 0 with the IEEE bias; both are clamped to 127, the largest float32 exponent.
-    anchor = b.where(b.op("Equal", largest, b.u32(0)), bias_e_max, _true_exponent(b, rounded))
+    exponent = integer_rounding.true_exponent(b, rounded)
+    anchor = b.where(b.op("Equal", largest, b.u32(0)), bias_e_max, exponent)
     return b.op("Min", anchor, b.i32(127), hint="anchor")
 
 
@@ -239,149 +240,12 @@ def _max_bits(b, a, e_max, m):
     up_shift = b.cast(b.op("Max", scale, b.i32(0)), UINT32)
     down_shift = b.cast(b.op("Min", b.op("Max", b.op("Neg", scale), b.i32(0)), b.i32(30)), UINT32)
     below = b.shift_right(b.shift_left(significand, up_shift), down_shift)
-    nearest = _round_nearest_even(b, b.shift_left(significand, up_shift), down_shift, None, None)
+    nearest = integer_rounding.round_nearest_even_bits(
+        b, b.shift_left(significand, up_shift), down_shift, None, None
+    )
 
     is_normal = b.op("GreaterOrEqual", e_max, b.i32(-126))
     return b.where(is_normal, normal, below), b.where(is_normal, normal, nearest)
-
-
-# rounding
-
-
-def _has_fast_rounding(a):
-    """Tell whether ``_round_nearest_even_fast`` applies to the attribute set ``a``.
-
-    It needs nearest-even rounding, subnormals, and a bias in -103..127, so that the smallest
-    normal 2**e_min is a float32 normal and the constant 2**(e_min - m + 23) is finite.
-    """
-    return (
-        a["rounding"] == "nearest_even" and a["subnormals"] and a["anchor_mode"] == "bias"
-        and (a["bias"] is None or -103 <= a["bias"] <= 127)
-    )
-
-
-def _fast_rounding_scalars(b, e_min, m):
-    m_u = b.cast(m, UINT32)
-    dropped = b.op("Sub", b.u32(23), m_u, hint="dropped")
-    # Half an ulp minus one is (2**d - 1) >> 1, which is 0 for d = 0, where nothing is dropped
-    # and the odd bit must not count either.
-    ulp_minus_one = b.op("Sub", b.shift_left(b.u32(1), dropped), b.u32(1))
-    return {
-        "dropped": dropped,
-        "half_minus_one": b.shift_right(ulp_minus_one, b.u32(1)),
-        "odd_bit": b.cast(b.op("Greater", dropped, b.u32(0)), UINT32),
-        "kept_mask": b.op("BitwiseNot", ulp_minus_one, hint="kept_mask"),
-        "min_normal": b.shift_left(b.cast(b.op("Add", e_min, b.i32(127)), UINT32), b.u32(23)),
-        "magic": b.op("BitCast", b.shift_left(
-            b.cast(b.op("Add", b.op("Sub", e_min, m), b.i32(150)), UINT32), b.u32(23)
-        ), to=TensorProto.FLOAT, hint="magic"),
-    }
-
-
-def _round_nearest_even_fast(b, magnitude, scalars):
-    """Round to nearest even with a fixed shift above the smallest normal, float below it.
-
-    At or above 2**e_min every input is a float32 normal and the grid drops d = 23 - m bits of
-    the magnitude bits, whose carry moves into the exponent field correctly. Below 2**e_min
-    the grid is fixed at 2**(e_min - m): adding C = 2**(e_min - m + 23), whose ulp is that
-    grid, rounds once to nearest even in IEEE arithmetic (ties go to an even multiple, since
-    C's mantissa is 0), and subtracting C again is exact. This needs float32 subnormals, which
-    ONNX Runtime keeps unless a session sets denormals to zero.
-    """
-    odd = b.op("BitwiseAnd", b.shift_right(magnitude, scalars["dropped"]), scalars["odd_bit"])
-    biased = b.op("Add", b.op("Add", magnitude, scalars["half_minus_one"]), odd)
-    normal = b.op("BitwiseAnd", biased, scalars["kept_mask"], hint="normal")
-
-    value = b.op("BitCast", magnitude, to=TensorProto.FLOAT)
-    shifted = b.op("Add", value, scalars["magic"])
-    subnormal = b.op("BitCast", b.op("Sub", shifted, scalars["magic"]), to=UINT32)
-    return b.where(b.op("Less", magnitude, scalars["min_normal"]), subnormal, normal)
-
-
-def _round_magnitude(b, a, magnitude, m, e_min, noise):
-    """Round float32 magnitude bits to the container grid; finite inputs only.
-
-    With ``S * 2**s`` the input (``S`` < 2**24) and ``2**t`` the grid spacing at the input,
-    ``d = t - s`` bits are dropped and ``R`` is ``S / 2**d`` rounded. Inside one binade the
-    magnitude bits are linear in the value, so ``base + (R << d)`` encodes ``R * 2**t``, a carry
-    into the next binade included.
-    """
-    exponent_field = b.op("Max", b.shift_right(magnitude, b.u32(23)), b.u32(1))
-    base = b.shift_left(b.op("Sub", exponent_field, b.u32(1)), b.u32(23))
-    significand = b.op("Sub", magnitude, base, hint="significand")
-    scale = b.op("Sub", b.cast(exponent_field, INT32), b.i32(150), hint="scale")
-
-    exponent = _input_exponent(b, a, magnitude, significand, scale, e_min)
-    grid = b.op("Max", exponent, e_min) if a["subnormals"] else exponent
-    grid = b.op("Sub", grid, m, hint="grid")
-    dropped = b.op("Sub", grid, scale, hint="dropped")
-    shift = b.op("Min", b.op("Max", dropped, b.i32(0)), b.i32(MAX_SHIFT))
-    shift = b.cast(shift, UINT32)
-
-    kept = _ROUNDERS[a["rounding"]](b, significand, shift, dropped, noise)
-    bits = b.op("Add", base, b.shift_left(kept, shift))
-    if a["rounding"] == "stochastic":
-        # Only stochastic rounding keeps a unit after dropping more bits than the binade holds;
-        # the result is then the grid step itself.
-        step = b.shift_left(b.cast(b.op("Add", grid, b.i32(127)), UINT32), b.u32(23))
-        bits = b.where(b.op("Greater", dropped, b.i32(24)), step, bits)
-    return b.where(b.op("Equal", kept, b.u32(0)), b.u32(0), bits)
-
-
-def _input_exponent(b, a, magnitude, significand, scale, e_min):
-    """Return the unbiased exponent of the input, exact for float32 subnormals when it matters.
-
-    With subnormals kept and a smallest normal exponent of at least -126, every float32
-    subnormal lies in the container's subnormal range, so -126 serves for all of them.
-    """
-    cheap = a["subnormals"] and a["anchor_mode"] == "bias" and (
-        a["bias"] is None or a["bias"] <= 127
-    )
-    if cheap:
-        return b.op("Add", scale, b.i32(23))
-    # Casting S (< 2**24) to float32 is exact, and its exponent field tells S's bit length.
-    length = b.shift_right(b.op("BitCast", b.cast(significand, TensorProto.FLOAT), to=UINT32),
-                           b.u32(23))
-    return b.op("Add", scale, b.op("Sub", b.cast(length, INT32), b.i32(127)), hint="exponent")
-
-
-def _round_nearest_even(b, significand, shift, dropped, noise):
-    # Work on 2*S and shift d + 1, so that half an ulp is an integer also for d = 0.
-    doubled = b.shift_left(significand, b.u32(1))
-    shift_plus_one = b.op("Add", shift, b.u32(1))
-    half = b.shift_left(b.u32(1), shift)
-    odd = b.op("BitwiseAnd", b.shift_right(doubled, shift_plus_one), b.u32(1), hint="odd")
-    biased = b.op("Add", b.op("Add", doubled, b.op("Sub", half, b.u32(1))), odd)
-    return b.shift_right(biased, shift_plus_one)
-
-
-def _round_toward_zero(b, significand, shift, dropped, noise):
-    return b.shift_right(significand, shift)
-
-
-def _round_stochastic(b, significand, shift, dropped, noise):
-    """Round up iff noise < D * 2**(32 - d), D the d dropped bits.
-
-    For d > 32 only the 32 leading dropped bits count: the threshold is floor(D / 2**(d - 32)).
-    """
-    truncated = b.shift_right(significand, shift)
-    dropped_bits = b.op("Sub", significand, b.shift_left(truncated, shift))
-    # d <= 30: two shifts, because a shift by 32 is undefined for d = 0 (where D = 0).
-    few = b.shift_left(b.shift_left(dropped_bits, b.op("Sub", b.u32(31), shift)), b.u32(1))
-    # d >= 25 drops all of S (< 2**24), so D * 2**(32 - d) = (S << 7) >> (d - 25), which is 0
-    # once the shift reaches 31.
-    many_shift = b.op("Min", b.op("Max", b.op("Sub", dropped, b.i32(25)), b.i32(0)), b.i32(31))
-    many = b.shift_right(b.shift_left(significand, b.u32(7)), b.cast(many_shift, UINT32))
-    threshold = b.where(b.op("GreaterOrEqual", dropped, b.i32(25)), many, few)
-    up = b.cast(b.op("Less", noise, threshold), UINT32)
-    return b.op("Add", truncated, up)
-
-
-_ROUNDERS = {
-    "nearest_even": _round_nearest_even,
-    "toward_zero": _round_toward_zero,
-    "stochastic": _round_stochastic,
-}
 
 
 # underflow, overflow and specials
@@ -416,13 +280,3 @@ def _apply_limits(b, a, magnitude, rounded, limits):
         is_nan = b.op("Greater", magnitude, b.u32(INF_BITS))
         result = b.where(is_nan, b.u32(QUIET_NAN_BITS), result)
     return result
-
-
-def _true_exponent(b, magnitude):
-    """Return the unbiased exponent of float32 magnitude bits, exact for subnormals."""
-    exponent_field = b.op("Max", b.shift_right(magnitude, b.u32(23)), b.u32(1))
-    base = b.shift_left(b.op("Sub", exponent_field, b.u32(1)), b.u32(23))
-    significand = b.op("Sub", magnitude, base)
-    scale = b.op("Sub", b.cast(exponent_field, INT32), b.i32(150))
-    exact = {"subnormals": 0, "anchor_mode": "max", "bias": None}
-    return _input_exponent(b, exact, magnitude, significand, scale, None)

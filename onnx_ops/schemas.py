@@ -59,7 +59,8 @@ def complete_attributes(attributes):
     unknown = set(attributes) - set(DEFAULTS)
     if unknown:
         raise ValueError(
-            f"Narrow attributes must be among {', '.join(DEFAULTS)}; got {', '.join(sorted(unknown))}"
+            f"Narrow attributes must be among {', '.join(DEFAULTS)}; got "
+            f"{', '.join(sorted(unknown))}"
         )
     complete = dict(DEFAULTS)
     complete.update({k: v for k, v in attributes.items() if v is not None})
@@ -107,7 +108,8 @@ def attributes_of(container, anchor_mode="bias"):
     """Return the Narrow attributes of ``container`` (a ``reference.Container``)."""
     default_bias = 2 ** (container.exponent_bits - 1) - 1
     return {
-        "bias": container.bias if anchor_mode == "bias" and container.bias != default_bias else None,
+        "bias": (container.bias if anchor_mode == "bias" and container.bias != default_bias
+                 else None),
         "specials": container.specials,
         "subnormals": int(container.subnormals),
         "saturate": int(container.saturate),
@@ -127,7 +129,7 @@ def as_int(value, name):
 # shape and type inference
 
 
-def _node_attributes(ctx, names=tuple(DEFAULTS)):
+def node_attributes(ctx, names=tuple(DEFAULTS)):
     values = {}
     for name in names:
         attribute = ctx.get_attribute(name)
@@ -140,7 +142,7 @@ def _node_attributes(ctx, names=tuple(DEFAULTS)):
 
 def _infer_narrow(ctx):
     """Check Narrow's inputs and attributes, then give Y the type and shape of X."""
-    attributes = complete_attributes(_node_attributes(ctx))
+    attributes = complete_attributes(node_attributes(ctx))
     x_type = ctx.get_input_type(0)
     expected = BASE_ELEMENT_TYPES[attributes["base"]]
     if x_type is not None and x_type.tensor_type.elem_type not in (0, expected):
@@ -150,7 +152,7 @@ def _infer_narrow(ctx):
             f"{attributes['base']!r}; got {got}"
         )
     _check_optional_inputs(ctx, attributes)
-    _check_constant_widths(ctx, attributes)
+    check_constant_widths(ctx, attributes)
     if x_type is not None:
         ctx.set_output_type(0, x_type)
 
@@ -171,7 +173,7 @@ def _check_optional_inputs(ctx, attributes):
         )
 
 
-def _check_constant_widths(ctx, attributes):
+def check_constant_widths(ctx, attributes):
     """Build the container when both widths are constants, so bad widths fail at check time."""
     widths = [ctx.get_input_data(i) for i in (1, 2)]
     if any(w is None for w in widths):
@@ -182,11 +184,11 @@ def _check_constant_widths(ctx, attributes):
         container.with_anchor(None)  # checks that the bias puts the window in range
 
 
-def _default(name, value, description):
+def default_attribute(name, value, description):
     return OpSchema.Attribute(name, onnx.helper.make_attribute(name, value), description)
 
 
-def _attribute(name, attr_type, description):
+def optional_attribute(name, attr_type, description):
     return OpSchema.Attribute(name, attr_type, description, required=False)
 
 
@@ -212,192 +214,34 @@ def _narrow_schema():
         outputs=[OpSchema.FormalParameter("Y", "T", "narrowed tensor, type and shape of X")],
         type_constraints=[("T", ["tensor(float)", "tensor(bfloat16)"], "float32 or bfloat16")],
         attributes=[
-            _attribute("bias", a.INT, "exponent bias; default 2^(e-1) - 1"),
-            _default("specials", "ieee", "'ieee', 'fn' or 'none'"),
-            _default("subnormals", 1, "1 keeps subnormals, 0 flushes them"),
-            _default("saturate", 0, "1 maps overflow and inf to the signed max"),
-            _default("rounding", "nearest_even", "'nearest_even', 'toward_zero' or 'stochastic'"),
-            _default("anchor_mode", "bias", "'bias', 'input' or 'max'"),
-            _default("base", "fp32", "'fp32' or 'bf16', the element type of X"),
+            optional_attribute("bias", a.INT, "exponent bias; default 2^(e-1) - 1"),
+            default_attribute("specials", "ieee", "'ieee', 'fn' or 'none'"),
+            default_attribute("subnormals", 1, "1 keeps subnormals, 0 flushes them"),
+            default_attribute("saturate", 0, "1 maps overflow and inf to the signed max"),
+            default_attribute("rounding", "nearest_even",
+                          "'nearest_even', 'toward_zero' or 'stochastic'"),
+            default_attribute("anchor_mode", "bias", "'bias', 'input' or 'max'"),
+            default_attribute("base", "fp32", "'fp32' or 'bf16', the element type of X"),
         ],
     )
     schema.set_type_and_shape_inference_function(_infer_narrow)
     return schema
 
 
-CODES_DOC = """\
-{summary}
-
-Reference-only: the `OpRun` kernel calls `reference.{function}` and no function body exists, so
-ONNX Runtime cannot run it. The container comes from `exponent_bits`, `mantissa_bits` and the
-attributes of Narrow; `anchor_mode` must be "bias" or "input", because decoding must be a pure
-function of the codes and a stored anchor. {detail}
-"""
-
-GECKO_DOC = """\
-{summary}
-
-Reference-only: the `OpRun` kernel calls `reference.gecko.{function}` (SPEC.md section G), and
-ONNX Runtime cannot run it. {detail}
-"""
+# The operators of the domain; ``register`` builds their schemas.
+OPERATORS = ("Narrow", "NarrowEncode", "NarrowDecode", "GeckoEncode", "GeckoDecode")
 
 
-def _width_inputs(first):
-    return [
-        first,
-        OpSchema.FormalParameter("exponent_bits", "tensor(int64)", "0-d, 1..8"),
-        OpSchema.FormalParameter(
-            "mantissa_bits", "tensor(int64)", "0-d, 0..23 (fp32) or 0..7 (bf16)"
-        ),
-        OpSchema.FormalParameter(
-            "anchor", "tensor(int64)", "0-d largest normal exponent (anchor_mode 'input')",
-            param_option=OpSchema.FormalParameterOption.Optional,
-        ),
-    ]
+def _schema_builders():
+    # Imported here because code_schemas builds on this module's helpers.
+    from onnx_ops import code_schemas
 
-
-def _container_attributes():
-    a = OpSchema.AttrType
-    return [
-        _attribute("bias", a.INT, "exponent bias; default 2^(e-1) - 1"),
-        _default("specials", "ieee", "'ieee', 'fn' or 'none'"),
-        _default("subnormals", 1, "1 keeps subnormals, 0 flushes them"),
-        _default("saturate", 0, "1 maps overflow and inf to the signed max"),
-        _default("rounding", "nearest_even", "'nearest_even', 'toward_zero' or 'stochastic'"),
-        _default("anchor_mode", "bias", "'bias' or 'input'"),
-        _default("base", "fp32", "'fp32' or 'bf16', the element type of X"),
-    ]
-
-
-def _infer_codes(output_type, check_x):
-    """Return an inference function: check attributes and anchor, set Y's type, keep the shape."""
-    def infer(ctx):
-        attributes = complete_attributes(_node_attributes(ctx))
-        if attributes["anchor_mode"] == "max":
-            raise ValueError(
-                "NarrowEncode and NarrowDecode attribute anchor_mode must be 'bias' or 'input'; "
-                "got 'max' (compute the anchor with Narrow's max rule and pass it as an input)"
-            )
-        has_anchor = ctx.get_num_inputs() > 3 and ctx.has_input(3)
-        if (attributes["anchor_mode"] == "input") != has_anchor:
-            raise ValueError(
-                f"input anchor must be given exactly when anchor_mode is 'input'; got "
-                f"anchor_mode {attributes['anchor_mode']!r} with anchor "
-                f"{'given' if has_anchor else 'missing'}"
-            )
-        _check_constant_widths(ctx, attributes)
-        x_type = ctx.get_input_type(0)
-        if x_type is None:
-            return
-        if check_x:
-            _check_x_type(x_type, attributes)
-        shape = x_type.tensor_type.shape if x_type.tensor_type.HasField("shape") else None
-        dims = None if shape is None else [d.dim_value or d.dim_param or None for d in shape.dim]
-        ctx.set_output_type(0, onnx.helper.make_tensor_type_proto(output_type, dims))
-    return infer
-
-
-def _check_x_type(x_type, attributes):
-    expected = BASE_ELEMENT_TYPES[attributes["base"]]
-    if x_type.tensor_type.elem_type not in (0, expected):
-        got = TensorProto.DataType.Name(x_type.tensor_type.elem_type)
-        raise ValueError(
-            f"input X must be {TensorProto.DataType.Name(expected)} with base "
-            f"{attributes['base']!r}; got {got}"
-        )
-
-
-def _encode_schema():
-    schema = OpSchema(
-        "NarrowEncode", DOMAIN, VERSION,
-        CODES_DOC.format(
-            summary="Pack container members into integer codes laid out sign'exponent'mantissa.",
-            function="encode", detail="Y holds the codes in the low 1 + e + m bits of uint32; "
-            "a value that is not a member raises, so narrow first.",
-        ),
-        inputs=_width_inputs(OpSchema.FormalParameter("X", "T", "container members")),
-        outputs=[OpSchema.FormalParameter("Y", "tensor(uint32)", "codes, shape of X")],
-        type_constraints=[("T", ["tensor(float)", "tensor(bfloat16)"], "float32 or bfloat16")],
-        attributes=_container_attributes(),
-    )
-    schema.set_type_and_shape_inference_function(_infer_codes(TensorProto.UINT32, True))
-    return schema
-
-
-def _decode_schema():
-    schema = OpSchema(
-        "NarrowDecode", DOMAIN, VERSION,
-        CODES_DOC.format(
-            summary="Unpack integer codes sign'exponent'mantissa into float32 values.",
-            function="decode", detail="NaN codes become the quiet NaN with the code's sign; "
-            "codes that encoding never emits raise.",
-        ),
-        inputs=_width_inputs(OpSchema.FormalParameter("codes", "tensor(uint32)", "codes")),
-        outputs=[OpSchema.FormalParameter("Y", "tensor(float)", "values, shape of codes")],
-        attributes=_container_attributes(),
-    )
-    schema.set_type_and_shape_inference_function(_infer_codes(TensorProto.FLOAT, False))
-    return schema
-
-
-def _gecko_encode_schema():
-    a = OpSchema.AttrType
-    schema = OpSchema(
-        "GeckoEncode", DOMAIN, VERSION,
-        GECKO_DOC.format(
-            summary="Pack container members into a Gecko tensor stream (lossless exponents).",
-            function="pack", detail="Y is the stream as a 1-d uint8 tensor. anchor_mode 'max' "
-            "stores the tensor's max anchor in the header.",
-        ),
-        inputs=_width_inputs(OpSchema.FormalParameter("X", "T", "container members")),
-        outputs=[OpSchema.FormalParameter("stream", "tensor(uint8)", "1-d Gecko stream")],
-        type_constraints=[("T", ["tensor(float)", "tensor(bfloat16)"], "float32 or bfloat16")],
-        attributes=[
-            *[attr if attr.name != "anchor_mode" else
-              _default("anchor_mode", "bias", "'bias', 'input' or 'max'")
-              for attr in _container_attributes()],
-            _default("mode", "fixed", "'fixed' (group widths) or 'entropy' (Huffman)"),
-            _default("group_size", 32, "exponents per group: 8, 16, 32 or 64"),
-        ],
-    )
-
-    def infer(ctx):
-        ctx.set_output_type(0, onnx.helper.make_tensor_type_proto(TensorProto.UINT8, [None]))
-
-    schema.set_type_and_shape_inference_function(infer)
-    return schema
-
-
-def _gecko_decode_schema():
-    schema = OpSchema(
-        "GeckoDecode", DOMAIN, VERSION,
-        GECKO_DOC.format(
-            summary="Unpack a Gecko tensor stream into float32 values of the stored shape.",
-            function="unpack", detail="A malformed stream raises GeckoFormatError.",
-        ),
-        inputs=[OpSchema.FormalParameter("stream", "tensor(uint8)", "1-d Gecko stream")],
-        outputs=[OpSchema.FormalParameter("Y", "tensor(float)", "values of the stored shape")],
-    )
-
-    def infer(ctx):
-        ctx.set_output_type(0, onnx.helper.make_tensor_type_proto(TensorProto.FLOAT, None))
-
-    schema.set_type_and_shape_inference_function(infer)
-    return schema
-
-
-SCHEMA_BUILDERS = {
-    "Narrow": _narrow_schema,
-    "NarrowEncode": _encode_schema,
-    "NarrowDecode": _decode_schema,
-    "GeckoEncode": _gecko_encode_schema,
-    "GeckoDecode": _gecko_decode_schema,
-}
+    return {"Narrow": _narrow_schema, **code_schemas.SCHEMA_BUILDERS}
 
 
 def register():
     """Register every operator schema of the domain with onnx.defs; repeated calls do nothing."""
-    for name, build in SCHEMA_BUILDERS.items():
+    for name, build in _schema_builders().items():
         if onnx.defs.has(name, DOMAIN):
             continue
         onnx.defs.register_schema(build())

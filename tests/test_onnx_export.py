@@ -88,7 +88,9 @@ def test_exported_weights_are_narrowed_bit_exactly(narrowed_run):
     name, kind = next(key for key in widths if key[1] == "weight")
     e, m = widths[(name, kind)]
     # Expose the narrowed weight as a graph output and compare it with the reference.
-    output = onnx.helper.make_tensor_value_info(f"{name}.weight.narrowed", onnx.TensorProto.FLOAT, None)
+    output = onnx.helper.make_tensor_value_info(
+        f"{name}.weight.narrowed", onnx.TensorProto.FLOAT, None
+    )
     onnx_model.graph.output.append(output)
     images = np.zeros((1, *model_input_shape(run_dir)), np.float32)
     got = OrtSession(onnx_model).run({export.INPUT_NAME: images})[1]

@@ -175,7 +175,9 @@ def test_negative_zero_survives_every_backend(attributes):
 @pytest.mark.spec("X4")
 @pytest.mark.parametrize("base", ["fp32", "bf16"])
 def test_nan_payloads_become_signed_quiet_nan(base):
-    payloads = np.array([0x7F80_0001, 0x7FBF_FFFF, 0x7FC0_0000, 0x7FFF_FFFF, 0x7FD0_1000], np.uint32)
+    payloads = np.array(
+        [0x7F80_0001, 0x7FBF_FFFF, 0x7FC0_0000, 0x7FFF_FFFF, 0x7FD0_1000], np.uint32
+    )
     bits = np.concatenate([payloads, payloads | np.uint32(0x8000_0000)])
     x = bits.view(np.float32)
     if base == "bf16":

@@ -87,7 +87,9 @@ def test_bf16_widths_checked_against_base():
 
 @pytest.mark.spec("X3")
 @pytest.mark.parametrize("element_type, got", [
-    (TensorProto.INT32, "INT32"), (TensorProto.BFLOAT16, "BFLOAT16"), (TensorProto.DOUBLE, "DOUBLE"),
+    (TensorProto.INT32, "INT32"),
+    (TensorProto.BFLOAT16, "BFLOAT16"),
+    (TensorProto.DOUBLE, "DOUBLE"),
 ])
 def test_wrong_input_dtype_fails_check(element_type, got):
     model = build_model({})
@@ -115,9 +117,11 @@ def test_missing_noise_fails_check():
 
 @pytest.mark.spec("X3")
 @pytest.mark.parametrize("attributes, message", [
-    ({"specials": "ieee754"}, "attribute specials must be one of 'ieee', 'fn', 'none'; got 'ieee754'"),
+    ({"specials": "ieee754"},
+     "attribute specials must be one of 'ieee', 'fn', 'none'; got 'ieee754'"),
     ({"rounding": "nearest"}, "attribute rounding must be one of"),
-    ({"anchor_mode": "min"}, "attribute anchor_mode must be one of 'bias', 'input', 'max'; got 'min'"),
+    ({"anchor_mode": "min"},
+     "attribute anchor_mode must be one of 'bias', 'input', 'max'; got 'min'"),
     ({"saturate": 2}, "attribute saturate must be one of 0, 1; got 2"),
     ({"anchor_mode": "max", "bias": 7}, "bias is only used with anchor_mode 'bias'"),
 ])
