@@ -185,3 +185,17 @@ def test_truncated_and_extended_streams_raise(stream):
 def test_every_valid_stream_stays_within_bounds(stream):
     decode_within_bounds(unpack, stream, itemsize=4)
     unpack(stream)
+
+
+@pytest.mark.spec("G4", "G9")
+@pytest.mark.parametrize("inline", [False, True], ids=["plain", "inline"])
+def test_delta_overflow_raises(inline):
+    exponents = np.tile(np.array([250, 255], np.uint8), 16)
+    if inline:
+        exponents[3] = 0  # one zero among 32: zero mode 2, deltas up to 6 in 3 bits
+    blob = bytearray(encode_exponents(exponents, mode="fixed"))
+    # The last 12 bytes are the 32 three-bit deltas; all ones makes base + delta 257.
+    blob[-12:] = b"\xff" * 12
+
+    with pytest.raises(GeckoFormatError, match="at most 255"):
+        decode_exponents(bytes(blob))

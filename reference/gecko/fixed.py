@@ -42,16 +42,17 @@ def encode(lanes, zero_lanes):
     order = coded[by_code]
     deltas = np.take(lanes, order, axis=0)
     deltas -= base[order, None]
+    sorted_zeros = np.take(zero_lanes, order, axis=0)
     inline = np.flatnonzero(mode[order] == INLINE)
     if inline.size:
         deltas[inline] += 1
-        deltas[inline] *= ~zero_lanes[order[inline]]
+        deltas[inline] *= ~sorted_zeros[inline]
     if masked.any():
-        keep = ~(zero_lanes[order] & masked[order, None])
+        keep = ~(sorted_zeros & masked[order, None])
         values = np.compress(keep.ravel(), deltas.ravel())
     else:
         values = deltas.ravel()
-    stored = _stored_counts(mode[order], zero_lanes[order], lanes.shape[1])
+    stored = _stored_counts(mode[order], sorted_zeros, lanes.shape[1])
     group_bounds = np.searchsorted(codes[by_code], np.arange(len(WIDTHS) + 1))
     value_bounds = np.concatenate(([0], np.cumsum(stored)))[group_bounds]
     for code in range(1, len(WIDTHS)):
@@ -118,7 +119,8 @@ def decode(reader, group_count, group_size):
     by_code = np.argsort(codes, kind="stable")
     order = coded[by_code]
     sorted_mode = mode[order]
-    stored = _stored_counts(sorted_mode, zero_lanes[order], group_size)
+    sorted_zeros = np.take(zero_lanes, order, axis=0)
+    stored = _stored_counts(sorted_mode, sorted_zeros, group_size)
     group_bounds = np.searchsorted(codes[by_code], np.arange(len(WIDTHS) + 1))
     value_bounds = np.concatenate(([0], np.cumsum(stored)))[group_bounds]
     values = np.zeros(int(value_bounds[-1]), np.uint8)
@@ -128,21 +130,18 @@ def decode(reader, group_count, group_size):
 
     masked = sorted_mode == MASKED
     if masked.any():
+        keep = ~(sorted_zeros & masked[:, None])
         deltas = np.zeros((order.size, group_size), np.uint8)
-        keep = ~(zero_lanes[order] & masked[:, None])
         deltas.ravel()[np.flatnonzero(keep)] = values
     else:
         deltas = values.reshape(order.size, group_size)
     sorted_base = base[by_code]
+    sorted_width = np.asarray(WIDTHS, np.int64)[codes[by_code]]
+    _check_no_overflow(deltas, sorted_base, sorted_width, sorted_mode)
     exponents = deltas + sorted_base[:, None]
-    inline = np.flatnonzero(sorted_mode == INLINE)
-    overflow = exponents < deltas
-    overflow[inline] = False
-    if overflow.any():
-        raise GeckoFormatError(f"deltas: base + delta must be at most 255; got "
-                               f"{int(deltas[overflow][0]) + int(sorted_base[overflow.any(1)][0])}")
     if masked.any():
-        exponents[masked] *= ~zero_lanes[order[masked]]
+        exponents *= keep.view(np.uint8)
+    inline = np.flatnonzero(sorted_mode == INLINE)
     if inline.size:
         exponents[inline], zero_lanes[order[inline]] = _decode_inline(deltas[inline],
                                                                       sorted_base[inline])
@@ -154,10 +153,22 @@ def decode(reader, group_count, group_size):
     return lanes, zero_lanes
 
 
+def _check_no_overflow(deltas, base, width, mode):
+    # Only groups whose base plus the largest delta of their width passes 255 can overflow,
+    # so only those rows are read. Inline groups subtract 1 and are checked on their own.
+    suspect = np.flatnonzero((base.astype(np.int64) + (1 << width) - 1 > 255) & (mode != INLINE))
+    if suspect.size == 0:
+        return
+    largest = deltas[suspect].max(axis=1).astype(np.int64) + base[suspect]
+    if largest.max() > 255:
+        raise GeckoFormatError(f"deltas: base + delta must be at most 255; got "
+                               f"{int(largest.max())}")
+
+
 def _decode_inline(deltas, base):
     # Delta 0 is a zero; otherwise exponent = base + delta - 1, which must be at most 255.
     zeros = deltas == 0
-    exponents = deltas.astype(np.int64) + base[:, None] - 1
+    exponents = deltas.astype(np.int16) + base[:, None] - 1
     if (exponents > 255).any():
         raise GeckoFormatError(f"deltas: base + delta - 1 of an inline group must be at most "
                                f"255; got {int(exponents.max())}")
