@@ -37,6 +37,7 @@ def pack(x, container, *, anchor=None, mode="fixed", group_size=32):
     bfloat16 with a BF16-based container; quantize it first if it holds non-members.
     """
     check_options(mode, group_size)
+    x = np.asarray(x)
     if not isinstance(container, Container):
         raise TypeError(f"pack: container must be a reference.Container; got "
                         f"{type(container).__name__}")
@@ -76,6 +77,7 @@ def encoded_bits(x, container, *, anchor=None, mode="fixed", group_size=32):
     ``sign_bits`` (both sign planes), ``mantissa_bits`` and their sum ``total_bits``. Each
     part is a whole number of bytes, as stored.
     """
+    x = np.asarray(x)
     if isinstance(anchor, str) and anchor == "max":
         anchor = max_anchor(x, container)
     sign, exponent, mantissa = _split_codes(x, container, anchor)
