@@ -271,3 +271,15 @@ def test_cross_entropy_accepts_tensor_labels():
 def test_cross_entropy_rejects_out_of_range_labels():
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\); got values from 0 to 3"):
         nm.cross_entropy(np.zeros((2, 3), np.float32), np.array([0, 3]))
+
+
+@pytest.mark.xfail(strict=True, reason="constant inputs share the caller's writeable array")
+def test_constant_input_write_after_forward_raises():
+    # NOTE: Tensor(array) without requires_grad wraps the caller's array without a copy and
+    # leaves it writeable, so writing into it before backward() silently changes gradients.
+    weight = nm.Tensor([2.0], requires_grad=True)
+    source = np.array([3.0], np.float32)
+    y = weight * nm.Tensor(source)
+    with pytest.raises(ValueError):
+        source[0] = 100.0
+    y.sum().backward()
