@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "numpyml.cli",
     "onnx_ops.cli",
     "reference.gecko.cli",
+    "conformance.cli",
 )
 
 

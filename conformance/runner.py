@@ -89,12 +89,13 @@ def _statuses(result):
     return [(rule, FAILED if rule == failed_rule else BLOCKED) for rule in result.check.rules]
 
 
-def run_checks(backend, suites=None, examples=100, progress=None):
+def run_checks(backend, suites=None, examples=100, progress=None, names=None):
     """Run the checks of ``suites`` on ``backend`` with ``examples`` inputs per property.
 
-    ``progress(index, total, result)`` is called after each check, for a progress display.
+    ``names`` keeps only the checks of those names. ``progress(index, total, result)`` is called
+    after each check, for a progress display.
     """
-    checks = checks_of(suites)
+    checks = [c for c in checks_of(suites) if names is None or c.name in names]
     report = Report(getattr(backend, "name", repr(backend)), examples)
     for index, check in enumerate(checks, start=1):
         result = run_one(backend, check, examples)

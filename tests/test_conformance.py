@@ -10,9 +10,22 @@ from conformance.backend import BUILTIN, BackendUnavailable, load_backend
 from conformance.runner import FAILED, NOT_IMPLEMENTED, PASSED, run_checks
 
 # Inputs per property: the fast profile keeps the whole file near a minute on 2 cores.
-FAST_EXAMPLES = {"numpy": 60, "onnx-reference": 25, "onnxruntime": 25, "torch": 40}
+FAST_EXAMPLES = {"numpy": 40, "onnx-reference": 20, "onnxruntime": 20, "torch": 30}
 DEEP_EXAMPLES = 1000
-SUITES = ["containers"]
+SUITES = ["containers", "gecko", "bitlength", "bitwave"]
+# The checks a quantize-only backend runs; the others need capabilities the mutants lack.
+MUTANT_CHECKS = ("quantize-fp32", "quantize-presets", "quantize-sign-symmetry", "quantize-vectors")
+SUITE_RULES = {
+    "containers": ("C2", "C3", "C5", "C6", "C7", "C8", "C9", "C10", "C11", "C12", "C13", "C14",
+                   "C15", "C16", "C17", "C18", "C19", "C20"),
+    "gecko": ("G1", "G2", "G3", "G4", "G5", "G6", "G7", "G9", "G10"),
+    "bitlength": ("Q2", "Q3", "Q4", "Q5"),
+    "bitwave": ("B1", "B2", "B3", "B4", "B5"),
+}
+# The reference controller does not widen during warm-up, so its cooldown does not start there;
+# SPEC.md B2 widens on a rising loss whatever the step.
+REFERENCE_WIDENS_AFTER_WARMUP_ONLY = pytest.mark.xfail(
+    strict=True, reason="reference/controller.py skips widening during warm-up (SPEC.md B2)")
 
 
 def backend_or_skip(name):
@@ -28,38 +41,57 @@ def failures(report):
     return [r.failure.describe() for r in report.results if r.status == FAILED]
 
 
-@pytest.mark.spec("C2", "C3", "C5", "C6", "C7", "C8", "C9", "C10", "C12", "C13", "C14", "C16")
-@pytest.mark.parametrize("name", sorted(BUILTIN))
-def test_builtin_backend_passes(name):
+def backend_suite_cases():
+    cases = []
+    for name in sorted(BUILTIN):
+        for suite in SUITES:
+            marks = [pytest.mark.spec(*SUITE_RULES[suite])]
+            if (name, suite) == ("numpy", "bitwave"):
+                marks.append(REFERENCE_WIDENS_AFTER_WARMUP_ONLY)
+            cases.append(pytest.param(name, suite, marks=marks, id=f"{name}-{suite}"))
+    return cases
+
+
+@pytest.mark.parametrize(("name", "suite"), backend_suite_cases())
+def test_builtin_backend_passes(name, suite):
     backend = backend_or_skip(name)
-    report = run_checks(backend, SUITES, FAST_EXAMPLES[name])
+    report = run_checks(backend, [suite], FAST_EXAMPLES[name])
     assert failures(report) == []
-    assert any(r.status == PASSED for r in report.results)
+    if name == "numpy":
+        assert all(r.status == PASSED for r in report.results)
 
 
 @pytest.mark.deep
-@pytest.mark.parametrize("name", sorted(BUILTIN))
-def test_builtin_backend_passes_deep(name):
+@pytest.mark.parametrize(("name", "suite"), backend_suite_cases())
+def test_builtin_backend_passes_deep(name, suite):
     backend = backend_or_skip(name)
-    report = run_checks(backend, SUITES, DEEP_EXAMPLES)
+    report = run_checks(backend, [suite], DEEP_EXAMPLES)
     assert failures(report) == []
+
+
+@pytest.mark.spec("B2")
+def test_reference_controller_passes_other_checks():
+    report = run_checks(backend_or_skip("numpy"), ["bitwave"], FAST_EXAMPLES["numpy"])
+    failed = {r.check.name for r in report.results if r.status == FAILED}
+    assert failed <= {"controller-widen-in-warmup", "golden-vectors"}
+    assert report.results[0].status == PASSED
 
 
 @pytest.mark.spec("C7", "C8", "C12", "C13", "C16")
 def test_float64_quantizer_without_mistakes_passes():
-    report = run_checks(mutants.correct(), ["containers"], 60)
+    report = run_checks(mutants.correct(), ["containers"], 40)
     assert failures(report) == []
 
 
 @pytest.mark.spec("C2", "C7", "C8", "C12", "C13", "C14", "C16")
 @pytest.mark.parametrize("factory", list(mutants.EXPECTED_RULES), ids=lambda f: f.__name__)
 def test_mutant_fails_naming_its_rule(factory):
-    report = run_checks(factory(), ["containers"], 60)
+    report = run_checks(factory(), ["containers"], 40, names=MUTANT_CHECKS)
     failed = {rule for rule, status in report.rule_status().items() if status == FAILED}
     expected = mutants.EXPECTED_RULES[factory]
     assert expected in failed
     # C3 fails with any broken rule, because the presets use every rule.
-    assert failed <= {expected, "C3"}
+    assert failed <= {expected, "C3"} | mutants.ALSO_BROKEN.get(factory, set())
 
 
 @pytest.mark.spec("C8")
@@ -77,8 +109,15 @@ def test_squared_error_cannot_see_tie_rule():
     flawed_squared_error = np.mean((x - flawed) ** 2)
     assert squared_error == flawed_squared_error
     assert not np.array_equal(reference.view(np.uint32), flawed.view(np.uint32))
-    report = run_checks(mutants.ties_toward_zero(), ["containers"], 60)
+    report = run_checks(mutants.ties_toward_zero(), ["containers"], 40, names=MUTANT_CHECKS)
     assert report.rule_status()["C8"] == FAILED
+
+
+@pytest.mark.spec("G4")
+def test_gecko_mutant_fails_naming_its_rule():
+    report = run_checks(mutants.gecko_off_by_one_bit(), ["gecko"], 40)
+    failed = {rule for rule, status in report.rule_status().items() if status == FAILED}
+    assert failed == {"G4"}
 
 
 def test_missing_capability_is_not_implemented():

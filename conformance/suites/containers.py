@@ -278,3 +278,100 @@ def encode_non_members(backend, examples):
                        f"code {hex(int(np.asarray(codes).reshape(-1)[0]))}")
 
     run_property(prop, cases(), examples)
+
+
+# Golden vectors (conformance/vectors/containers.jsonl).
+
+
+def _container_of(record):
+    return Container(**record["container"])
+
+
+def _needs(container, anchor):
+    needs = {"quantize"}
+    if container.base == "bf16":
+        needs.add("quantize.bf16")
+    if container.rounding == "stochastic":
+        needs.add("quantize.stochastic")
+    if anchor == "max":
+        needs.add("quantize.max_anchor")
+    return needs
+
+
+def _bits(hex_list):
+    return [int(h, 16) for h in hex_list]
+
+
+def _vector_records(kind):
+    from conformance import vectors
+
+    _, records = vectors.load("containers.jsonl")
+    return [r for r in records if r["kind"] == kind]
+
+
+@check(SUITE, "quantize-vectors", ("C3",), {"quantize"})
+def quantize_vectors(backend, examples):
+    """Every quantize vector whose capabilities the backend declares gives its output."""
+    from conformance.suites.compare import rule_of
+
+    capabilities = set(backend.capabilities)
+    for record in _vector_records("quantize"):
+        container, anchor = _container_of(record), record["anchor"]
+        if not _needs(container, anchor) <= capabilities:
+            continue
+        bits, want = _bits(record["x"]), _bits(record["y"])
+        noise = None if record["noise"] is None else np.array(_bits(record["noise"]), np.uint32)
+        inputs = {"vector": record["name"]}
+        x = np.array(bits, np.uint32).view(np.float32)
+        actual = call_backend(backend.quantize, record["rules"][0], inputs, "the vector's y", x,
+                              container, anchor=anchor, noise=noise)
+        got = np.asarray(actual).view(np.uint32).tolist()
+        grid = oracle.grid_of(container, None if anchor == "max" else anchor)
+        for i, (w, g) in enumerate(zip(want, got)):
+            if w != g:
+                rule = "C6" if anchor == "max" else rule_of(bits[i], w, g, grid)
+                raise Mismatch(rule, "quantize differs from the vector",
+                               dict(inputs, x=hex32(bits[i]), element=i), hex32(w), hex32(g))
+        if "quantize.errors" in capabilities:
+            for b in _bits(record["x_error"])[:4]:
+                _check_vector_error(backend, record, container, anchor, b, grid)
+
+
+@check(SUITE, "codes-vectors", ("C17", "C19", "C20"), {"codes"})
+def codes_vectors(backend, examples):
+    """Every codes vector decodes to its values, and its members encode to their codes."""
+    for record in _vector_records("codes"):
+        _check_codes_vector(backend, record, _container_of(record), record["anchor"])
+
+
+def _check_vector_error(backend, record, container, anchor, bits, grid):
+    from conformance.suites.compare import rule_of
+
+    noise = np.zeros(1, np.uint32) if container.rounding == "stochastic" else None
+    inputs = {"vector": record["name"], "x": hex32(bits)}
+    try:
+        actual = backend.quantize(np.array([bits], np.uint32).view(np.float32), container,
+                                  anchor=anchor, noise=noise)
+    except ValueError:
+        return
+    raise Mismatch(rule_of(bits, oracle.ERROR, None, grid), "must raise ValueError", inputs,
+                   "ValueError", hex32(int(np.asarray(actual).view(np.uint32)[0])))
+
+
+def _check_codes_vector(backend, record, container, anchor):
+    codes = np.array(_bits(record["codes"]), np.uint64)
+    want = record["y"]
+    valid = np.array([w != "error" for w in want])
+    inputs = {"vector": record["name"]}
+    dtype = code_dtype(container.bits)
+    decoded = np.asarray(call_backend(backend.decode, "C17", inputs, "the vector's y",
+                                      codes[valid].astype(dtype), container, anchor=anchor))
+    got = decoded.view(np.uint32).tolist()
+    for code, w, g in zip(codes[valid].tolist(), [w for w in want if w != "error"], got):
+        if int(w, 16) != g:
+            raise Mismatch("C17", "decode differs from the vector", dict(inputs, code=hex(code)),
+                           w, hex32(g))
+    grid = oracle.grid_of(container, anchor)
+    _check_encode(backend, container, anchor, grid, codes[valid], decoded, inputs)
+    for code in codes[~valid][:2].tolist():
+        _expect_decode_error(backend, container, anchor, code, dtype, inputs)

@@ -1,0 +1,106 @@
+"""``sfp conformance``: run the suites on a backend and print a table per SPEC.md rule.
+
+    sfp conformance --backend numpy
+    sfp conformance --backend onnxruntime --suite containers --examples 500 --report out.json
+    sfp conformance --backend mypackage.backend:make_backend
+    sfp conformance vectors [--write]
+
+The exit status is 0 when nothing failed, 1 when a check failed, 2 for a usage error.
+"""
+
+import json
+import logging
+import sys
+
+logger = logging.getLogger(__name__)
+
+SUITES = ("containers", "gecko", "bitlength", "bitwave")
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "conformance", help="check a backend against SPEC.md",
+        description="Run the conformance suites on a backend and report per SPEC.md rule.",
+    )
+    parser.add_argument("action", nargs="?", choices=("run", "vectors"), default="run",
+                        help="run the suites (default), or check or write the golden vectors")
+    parser.add_argument("--backend", default="numpy",
+                        help="numpy, onnx-reference, onnxruntime, torch, or module:factory "
+                             "(default: numpy)")
+    parser.add_argument("--suite", default=",".join(SUITES),
+                        help=f"comma-separated suites to run (default: {','.join(SUITES)})")
+    parser.add_argument("--examples", type=int, default=100,
+                        help="inputs per property check (default: 100)")
+    parser.add_argument("--report", metavar="FILE", help="write the results as JSON to FILE")
+    parser.add_argument("--write", action="store_true",
+                        help="with 'vectors': regenerate the vector files instead of checking")
+    parser.set_defaults(run=run)
+
+
+def run(args):
+    if args.action == "vectors":
+        from conformance import vectors
+
+        return vectors.main(["--write"] if args.write else [])
+    from conformance.backend import BackendUnavailable, load_backend
+    from conformance.runner import run_checks
+
+    suites = [s.strip() for s in args.suite.split(",") if s.strip()]
+    unknown = sorted(set(suites) - set(SUITES))
+    if unknown or args.examples < 1:
+        problem = f"unknown suite {', '.join(unknown)}" if unknown else \
+            f"--examples must be at least 1; got {args.examples}"
+        print(f"sfp conformance: {problem} (suites: {', '.join(SUITES)})", file=sys.stderr)
+        return 2
+    try:
+        backend = load_backend(args.backend)
+    except (BackendUnavailable, ValueError, ImportError) as error:
+        print(f"sfp conformance: cannot load backend {args.backend!r}: {error}", file=sys.stderr)
+        return 2
+
+    print(f"backend {backend.name}: {len(backend.capabilities)} capabilities, "
+          f"{args.examples} examples per property")
+    report = run_checks(backend, suites, args.examples, progress=print_progress)
+    print_rule_table(report)
+    print_failures(report)
+    if args.report:
+        with open(args.report, "w") as file:
+            json.dump(report.as_dict(), file, indent=2)
+        print(f"report written to {args.report}")
+    return 1 if report.failed else 0
+
+
+def print_progress(index, total, result):
+    seconds = f"{result.seconds:6.2f} s" if result.seconds else "        "
+    print(f"[{index:2d}/{total}] {result.status:15s} {seconds}  {result.check.id}", flush=True)
+
+
+def print_rule_table(report):
+    from conformance.coverage import rule_sort_key
+
+    status = report.rule_status()
+    checks_of_rule = {}
+    for result in report.results:
+        for rule in result.check.rules:
+            checks_of_rule.setdefault(rule, []).append(result.check.name)
+    print()
+    print(f"{'rule':6s} {'status':15s} checks")
+    for rule in sorted(status, key=rule_sort_key):
+        print(f"{rule:6s} {status[rule]:15s} {', '.join(checks_of_rule.get(rule, []))}")
+    counts = {}
+    for value in status.values():
+        counts[value] = counts.get(value, 0) + 1
+    print("total: " + ", ".join(f"{count} {name}" for name, count in sorted(counts.items())))
+
+
+def print_failures(report):
+    for result in report.results:
+        if result.failure is None:
+            continue
+        failure = result.failure
+        print()
+        print(f"FAILED {result.check.id} (rule {failure.rule}): {failure.what}")
+        for key, value in failure.inputs.items():
+            print(f"  {key}: {value}")
+        print(f"  expected: {failure.expected}")
+        print(f"  actual:   {failure.actual}")
