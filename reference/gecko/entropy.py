@@ -18,8 +18,8 @@ def encode(lanes, zero_lanes):
     empty = zero_lanes.all(axis=1)
     top_max = int(top.max()) if top.size else 0
     top[empty] = top_max
-    symbols = (top[:, None].astype(np.int64) + 1) - lanes
-    symbols[zero_lanes] = 0
+    symbols = (top[:, None].astype(np.int16) + 1) - lanes
+    symbols *= ~zero_lanes
     return b"".join([
         bytes([top_max]),
         huffman.write_code(top_max - top),
