@@ -9,13 +9,19 @@ output and the final slice touch the whole tensor.
 import numpy as np
 from onnx import TensorProto, helper
 
+from onnx_ops.graph_builder import NodeBuilder
+
 # 16 Ki values: 64 KiB per float32 intermediate.
 CHUNK = 16384
 INT64 = TensorProto.INT64
 
 
-def flat_rows(b, name, chunk):
-    """Return (rows, count): ``name`` flattened, zero-padded and reshaped to (-1, chunk)."""
+def flat_rows(b, name, chunk, element_type):
+    """Return (rows, count, aligned): ``name`` flattened, zero-padded and reshaped to (-1, chunk).
+
+    ``aligned`` is the 0-d bool "no padding needed"; an ``If`` on it skips the copy that Pad
+    makes, so a tensor whose size is a multiple of ``chunk`` is only reshaped.
+    """
     flat = b.op("Reshape", name, b.const([-1], np.int64, hint="flat_shape"), hint="flat")
     count = b.op("Shape", flat, hint="count")
     chunk_size = b.const([chunk], np.int64, hint="chunk")
@@ -24,10 +30,30 @@ def flat_rows(b, name, chunk):
     # of zero iterations.
     empty = b.cast(b.op("Equal", count, b.const([0], np.int64, hint="zero")), INT64)
     missing = b.op("Add", missing, b.op("Mul", empty, chunk_size), hint="missing")
+    aligned = b.op("Squeeze", b.op("Equal", missing, b.const([0], np.int64, hint="zero")),
+                   hint="aligned")
+    rows_shape = b.const([-1, chunk], np.int64, hint="rows_shape")
+
     pads = b.op("Concat", b.const([0], np.int64, hint="zero"), missing, axis=0, hint="pads")
-    padded = b.op("Pad", flat, pads, hint="padded")
-    rows = b.op("Reshape", padded, b.const([-1, chunk], np.int64, hint="rows_shape"), hint="rows")
-    return rows, count
+    padded = NodeBuilder(b.fresh("pad_"))
+    padded_rows = padded.op("Reshape", padded.op("Pad", flat, pads), rows_shape)
+    # The rows of the unpadded branch are (-1, chunk) when it runs and (-1, 1) otherwise, so
+    # that ONNX Runtime's static inference of the branch not taken (constant inputs whose size
+    # is not a multiple of chunk) sees a valid Reshape.
+    row_length = b.op("Where", b.op("Unsqueeze", aligned, b.const([0], np.int64, hint="axis")),
+                      chunk_size, b.const([1], np.int64, hint="one"), hint="row_length")
+    view_shape = b.op("Concat", b.const([-1], np.int64, hint="minus_one"), row_length, axis=0)
+    reshaped = NodeBuilder(b.fresh("view_"))
+    reshaped_rows = reshaped.op("Reshape", flat, view_shape)
+    rows = b.op("If", aligned,
+                then_branch=_branch(reshaped, reshaped_rows, "rows", element_type),
+                else_branch=_branch(padded, padded_rows, "rows", element_type), hint="rows")
+    return rows, count, aligned
+
+
+def _branch(builder, output, name, element_type):
+    return helper.make_graph(builder.nodes, name, [],
+                             [helper.make_tensor_value_info(output, element_type, None)])
 
 
 def scan_rows(b, body, inputs, outputs, states=()):
@@ -43,9 +69,17 @@ def scan_rows(b, body, inputs, outputs, states=()):
     return names
 
 
-def unflatten(b, rows, count, like, output):
-    """Write ``rows`` (-1, chunk) back to the shape of ``like``, dropping the padding."""
-    flat = b.op("Reshape", rows, b.const([-1], np.int64, hint="flat_shape"), hint="flat_out")
-    start = b.const([0], np.int64, hint="start")
-    kept = b.op("Slice", flat, start, count, hint="kept")
-    b.nodes.append(helper.make_node("Reshape", [kept, b.op("Shape", like)], [output]))
+def unflatten(b, rows, count, aligned, like, output, element_type):
+    """Write ``rows`` (-1, chunk) back to the shape of ``like``, dropping any padding."""
+    shape = b.op("Shape", like)
+    sliced = NodeBuilder(b.fresh("slice_"))
+    flat = sliced.op("Reshape", rows, sliced.const([-1], np.int64))
+    kept = sliced.op("Reshape", sliced.op("Slice", flat, sliced.const([0], np.int64), count),
+                     shape)
+    reshaped = NodeBuilder(b.fresh("view_"))
+    whole = reshaped.op("Reshape", rows, shape)
+    b.nodes.append(helper.make_node(
+        "If", [aligned], [output],
+        then_branch=_branch(reshaped, whole, "whole", element_type),
+        else_branch=_branch(sliced, kept, "sliced", element_type),
+    ))

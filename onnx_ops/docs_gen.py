@@ -95,9 +95,10 @@ def _function_section():
         "(float32, bias, nearest even, the float-addition branch), without constants:", "",
     ]
     function = function_body.narrow_function({})
-    choice = next(node for node in function.node if node.op_type == "If")
-    then_branch = next(a.g for a in choice.attribute if a.name == "then_branch")
-    row_nodes = then_branch.node[0].attribute[0].g.node
+    branches = [attribute.g for node in function.node if node.op_type == "If"
+                for attribute in node.attribute if attribute.name == "then_branch"]
+    scan = next(n for branch in branches for n in branch.node if n.op_type == "Scan")
+    row_nodes = scan.attribute[0].g.node
     counts = collections.Counter(n.op_type for n in row_nodes if n.op_type != "Constant")
     lines.append(", ".join(f"{op} x{count}" for op, count in sorted(counts.items())))
     return "\n".join(lines) + "\n"

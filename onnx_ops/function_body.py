@@ -50,14 +50,15 @@ def narrow_function(attributes, chunk=chunks.CHUNK):
     b = NodeBuilder("n_")
     e = b.cast("exponent_bits", INT32)
     m = b.cast("mantissa_bits", INT32)
-    rows, count = chunks.flat_rows(b, "X", chunk)
+    element_type = schemas.BASE_ELEMENT_TYPES[a["base"]]
+    rows, count, aligned = chunks.flat_rows(b, "X", chunk, element_type)
     largest = _largest_finite(b, a, rows, chunk) if a["anchor_mode"] == "max" else None
     limits = _exponent_limits(b, a, e, m, largest)
 
     body_inputs = [_row_info("x_row", a, chunk)]
     scan_inputs = [rows]
     if a["rounding"] == "stochastic":
-        noise_rows, _ = chunks.flat_rows(b, "noise", chunk)
+        noise_rows, _, _ = chunks.flat_rows(b, "noise", chunk, UINT32)
         body_inputs.append(helper.make_tensor_value_info("noise_row", UINT32, [chunk]))
         scan_inputs.append(noise_rows)
     general = _element_body(a, m, limits, body_inputs, chunk, fast=False)
@@ -66,7 +67,7 @@ def narrow_function(attributes, chunk=chunks.CHUNK):
         narrowed = _scan_if(b, limits["fast_condition"], fast, general, scan_inputs, a, chunk)
     else:
         narrowed = chunks.scan_rows(b, general, scan_inputs, ["y_rows"])[0]
-    chunks.unflatten(b, narrowed, count, "X", "Y")
+    chunks.unflatten(b, narrowed, count, aligned, "X", "Y", element_type)
     return helper.make_function(
         schemas.DOMAIN, "Narrow", list(INPUTS), ["Y"], b.nodes,
         [helper.make_opsetid("", OPSET)], overload=overload_name(attributes),
@@ -114,8 +115,9 @@ def _element_body(a, m, limits, inputs, chunk, fast):
     # cheaper than bitwise operators in ONNX Runtime.
     sign = b.op("Sub", bits, magnitude, hint="sign")
     if not a["subnormals"]:
-        rounded = _flush_below(b, rounded, limits["e_min"])
-    result = b.op("Add", sign, _apply_limits(b, a, magnitude, rounded, limits), hint="signed")
+        rounded = _flush_below(b, rounded, limits["e_min"], fast)
+    result = b.op("Add", sign, _apply_limits(b, a, magnitude, rounded, limits, fast),
+                  hint="signed")
     if fast and a["base"] == "bf16":
         # Exact: the result is a BF16 value or a NaN.
         value = b.op("BitCast", result, to=TensorProto.FLOAT)
@@ -126,7 +128,31 @@ def _element_body(a, m, limits, inputs, chunk, fast):
 
 
 def _largest_finite(b, a, rows, chunk):
-    """Return the largest finite magnitude (uint32 bits, 0-d) over all rows, by Scan."""
+    """Return the largest finite magnitude (uint32 bits, 0-d) over all rows.
+
+    The largest magnitude of all, by float Abs and an int32 ReduceMax, is the answer unless it
+    is inf or NaN; only then an ``If`` runs the slower Scan that skips non-finite values.
+    """
+    value = rows if a["base"] == "fp32" else b.cast(rows, TensorProto.FLOAT)
+    magnitude = b.op("BitCast", b.op("Abs", value), to=INT32)
+    largest = b.op("ReduceMax", magnitude, keepdims=0, hint="largest_magnitude")
+    finite = b.op("Less", largest, b.i32(INF_BITS))
+    quick = NodeBuilder(b.fresh("quick_"))
+    quick_largest = quick.op("Identity", largest)
+    scanned = NodeBuilder(b.fresh("scanned_"))
+    scanned_largest = _largest_finite_by_scan(scanned, a, rows, chunk)
+    outputs = [(quick, quick_largest), (scanned, scanned_largest)]
+    then_branch, else_branch = [
+        helper.make_graph(builder.nodes, "largest", [],
+                          [helper.make_tensor_value_info(output, INT32, [])])
+        for builder, output in outputs
+    ]
+    chosen = b.op("If", finite, then_branch=then_branch, else_branch=else_branch)
+    return b.cast(chosen, UINT32)
+
+
+def _largest_finite_by_scan(b, a, rows, chunk):
+    """Return the largest finite magnitude (int32 bits, 0-d) over all rows, by Scan."""
     body = NodeBuilder("m_")
     magnitude = body.op("BitwiseAnd", _input_bits(body, a["base"], "x_row"),
                         body.u32(MAGNITUDE_MASK))
@@ -138,8 +164,7 @@ def _largest_finite(b, a, rows, chunk):
         [helper.make_tensor_value_info("largest_in", INT32, []), _row_info("x_row", a, chunk)],
         [helper.make_tensor_value_info("largest_out", INT32, [])],
     )
-    largest = chunks.scan_rows(b, graph, [rows], ["largest"], states=[b.i32(0)])[0]
-    return b.cast(largest, UINT32)
+    return chunks.scan_rows(b, graph, [rows], ["largest"], states=[b.i32(0)])[0]
 
 
 def _input_bits(b, base, name):
@@ -251,9 +276,15 @@ def _max_bits(b, a, e_max, m):
 # underflow, overflow and specials
 
 
-def _flush_below(b, bits, e_min):
-    """Flush magnitudes below the smallest normal to zero (the sign is added later)."""
+def _flush_below(b, bits, e_min, fast=False):
+    """Flush magnitudes below the smallest normal to zero (the sign is added later).
+
+    The fast body has e_min >= -125 and multiplies by the 0/1 comparison, which ONNX Runtime
+    computes faster than Where.
+    """
     normal = b.shift_left(b.cast(b.op("Add", e_min, b.i32(127)), UINT32), b.u32(23))
+    if fast:
+        return b.op("Mul", bits, b.cast(b.op("GreaterOrEqual", bits, normal), UINT32))
     subnormal = b.shift_left(
         b.u32(1), b.cast(b.op("Max", b.op("Add", e_min, b.i32(149)), b.i32(0)), UINT32)
     )
@@ -261,7 +292,7 @@ def _flush_below(b, bits, e_min):
     return b.where(b.op("Less", bits, smallest), b.u32(0), bits)
 
 
-def _apply_limits(b, a, magnitude, rounded, limits):
+def _apply_limits(b, a, magnitude, rounded, limits, fast=False):
     """Map overflow, infinities and NaN to the values the container's specials allow.
 
     Both bodies round inf and NaN inputs to bits above any finite maximum, so one compare finds
@@ -275,7 +306,11 @@ def _apply_limits(b, a, magnitude, rounded, limits):
         overflow_bits = b.u32(INF_BITS)
     else:
         overflow_bits = b.u32(QUIET_NAN_BITS)
-    result = b.where(b.op("Greater", rounded, limits["max_below"]), overflow_bits, rounded)
+    if fast and a["saturate"]:
+        # The fast body's maximum is a float32 normal, so both maxima agree and Min saturates.
+        result = b.op("Min", rounded, limits["max_nearest"])
+    else:
+        result = b.where(b.op("Greater", rounded, limits["max_below"]), overflow_bits, rounded)
     if a["saturate"] or a["specials"] == "ieee":
         is_nan = b.op("Greater", magnitude, b.u32(INF_BITS))
         result = b.where(is_nan, b.u32(QUIET_NAN_BITS), result)
