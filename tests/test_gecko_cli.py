@@ -61,3 +61,15 @@ def test_unpack_rejects_garbage_without_writing(tmp_path):
 
     assert status == 1
     assert not (tmp_path / "y.npy").exists()
+
+
+@pytest.mark.spec("G11")
+def test_stats_widens_float16_initializers(tmp_path, capsys):
+    weights = _weights((40, 30)).astype(np.float16)
+    initializers = [numpy_helper.from_array(weights, "half.weight")]
+    graph = helper.make_graph([], "g", [], [], initializer=initializers)
+    onnx.save(helper.make_model(graph), tmp_path / "half.onnx")
+
+    assert sfp.main(["gecko", "stats", str(tmp_path / "half.onnx")]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert [row.split()[:2] for row in rows] == [["half.onnx:half.weight", "1200"]]

@@ -1,9 +1,9 @@
 """The ``sfp gecko`` command: exponent statistics, and packing .npy files to Gecko streams.
 
-``sfp gecko stats FILE...`` reads ``.npy`` files and ONNX models (every float32 initializer) and
-prints, per tensor, the bits per exponent of both modes, the exponent and whole-tensor
-compression ratios, and the same for zstd -3 and -19 on the exponent bytes when the optional
-``zstandard`` package is installed. ``sfp gecko pack`` and ``sfp gecko unpack`` convert
+``sfp gecko stats FILE...`` reads ``.npy`` files and ONNX models (every float32, float16 and
+bfloat16 initializer, widened exactly to float32). It prints, per tensor, the bits per exponent
+of both modes, the exponent and whole-tensor compression ratios, and the same for zstd -3 and
+-19 when the optional ``zstandard`` package is installed. ``sfp gecko pack`` and ``sfp gecko unpack`` convert
 between ``.npy`` and Gecko files; outputs are written to a temporary file and renamed.
 """
 
@@ -93,10 +93,12 @@ def _read_tensors(path):
                   for t in model.graph.initializer]
     else:
         arrays = [(path.name, np.load(path, allow_pickle=False))]
-    float32_arrays = [(name, np.ascontiguousarray(a)) for name, a in arrays
-                      if a.dtype == np.float32]
+    # float16 and bfloat16 widen to float32 exactly, so their exponents are measured as FP32
+    # exponent fields; float64 would need rounding and is skipped like integer tensors.
+    float32_arrays = [(name, np.ascontiguousarray(a, dtype=np.float32)) for name, a in arrays
+                      if a.dtype.name in ("float32", "float16", "bfloat16")]
     if len(float32_arrays) < len(arrays):
-        logger.info("%s: skipped %d tensors that are not float32", path,
+        logger.info("%s: skipped %d tensors that are not float32, float16 or bfloat16", path,
                     len(arrays) - len(float32_arrays))
     return float32_arrays
 
