@@ -1,4 +1,4 @@
-"""Schemas of the reference-only operators NarrowEncode, NarrowDecode, GeckoEncode, GeckoDecode.
+"""Schemas of the code operators NarrowEncode and NarrowDecode and the reference-only Gecko ones.
 
 They share Narrow's container attributes and checks (``schemas``) and are registered with it.
 """
@@ -15,10 +15,11 @@ from onnx_ops.schemas import (
 CODES_DOC = """\
 {summary}
 
-Reference-only: the `OpRun` kernel calls `reference.{function}` and no function body exists, so
-ONNX Runtime cannot run it. The container comes from `exponent_bits`, `mantissa_bits` and the
-attributes of Narrow; `anchor_mode` must be "bias" or "input", because decoding must be a pure
-function of the codes and a stored anchor. {detail}
+The `OpRun` kernel calls `reference.{function}`; a function body of standard ONNX operators
+(`onnx_ops.codes_body`) lets ONNX Runtime run it, exactly where the reference returns a result
+(where the reference raises, the body returns unspecified bits). The container comes from
+`exponent_bits`, `mantissa_bits` and the attributes of Narrow; `anchor_mode` must be "bias" or
+"input", because decoding must be a pure function of the codes and a stored anchor. {detail}
 """
 
 GECKO_DOC = """\

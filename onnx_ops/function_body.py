@@ -103,7 +103,7 @@ def _element_body(a, m, limits, inputs, chunk, fast):
         rounded = fast_body.round_nearest_even(b, a["subnormals"], absolute, magnitude,
                                                limits["fast_values"])
     else:
-        bits = _input_bits(b, a["base"], "x_row")
+        bits = input_bits(b, a["base"], "x_row")
         magnitude = b.op("BitwiseAnd", bits, b.u32(MAGNITUDE_MASK), hint="magnitude")
         if integer_rounding.has_fast_rounding(a):
             rounded = integer_rounding.round_nearest_even_fast(b, magnitude, limits["fast"])
@@ -154,7 +154,7 @@ def _largest_finite(b, a, rows, chunk):
 def _largest_finite_by_scan(b, a, rows, chunk):
     """Return the largest finite magnitude (int32 bits, 0-d) over all rows, by Scan."""
     body = NodeBuilder("m_")
-    magnitude = body.op("BitwiseAnd", _input_bits(body, a["base"], "x_row"),
+    magnitude = body.op("BitwiseAnd", input_bits(body, a["base"], "x_row"),
                         body.u32(MAGNITUDE_MASK))
     finite = body.where(body.op("Less", magnitude, body.u32(INF_BITS)), magnitude, body.u32(0))
     row_max = body.op("ReduceMax", body.cast(finite, INT32), keepdims=0)
@@ -167,7 +167,7 @@ def _largest_finite_by_scan(b, a, rows, chunk):
     return chunks.scan_rows(b, graph, [rows], ["largest"], states=[b.i32(0)])[0]
 
 
-def _input_bits(b, base, name):
+def input_bits(b, base, name):
     if base == "bf16":
         half = b.op("BitCast", name, to=TensorProto.UINT16)
         return b.shift_left(b.cast(half, UINT32), b.u32(16))
@@ -187,8 +187,8 @@ def _output_bits(b, base, bits, output):
 
 def _exponent_limits(b, a, e, m, largest):
     """Return ``e_min`` (smallest normal exponent) and ``max_bits`` (largest finite magnitude)."""
-    top_code = _max_exponent_code(b, a, e, m)
-    bias = _bias(b, a, e)
+    top_code = max_exponent_code(b, a, e, m)
+    bias = bias_of(b, a, e)
     if a["anchor_mode"] == "bias":
         e_max = b.op("Sub", top_code, bias, hint="e_max")
     else:
@@ -204,7 +204,7 @@ def _exponent_limits(b, a, e, m, largest):
     return limits
 
 
-def _max_exponent_code(b, a, e, m):
+def max_exponent_code(b, a, e, m):
     """Return the largest exponent code that holds normal numbers."""
     all_ones = b.op("Sub", _power_of_two(b, e), b.i32(1), hint="all_ones")
     if a["specials"] == "ieee":
@@ -221,7 +221,7 @@ def _power_of_two(b, exponent):
     return b.cast(shifted, INT32)
 
 
-def _bias(b, a, e):
+def bias_of(b, a, e):
     if a["bias"] is not None:
         return b.i32(a["bias"])
     return b.op("Sub", _power_of_two(b, b.op("Sub", e, b.i32(1))), b.i32(1), hint="bias")

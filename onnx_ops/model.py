@@ -86,6 +86,45 @@ def narrow_node(inputs, output, attributes, name=None):
     )
 
 
+def codes_model(op_type, attributes, exponent_bits=None, mantissa_bits=None, shape=("n",)):
+    """Return a one-node ``NarrowEncode`` or ``NarrowDecode`` model with its function attached.
+
+    A width given as None is a graph input; ``anchor`` is a graph input when ``anchor_mode``
+    is "input". Encode maps X (float32 or bfloat16) to uint32 codes, decode maps codes to
+    float32.
+    """
+    from onnx_ops import codes_body
+
+    builders = {"NarrowEncode": codes_body.encode_function,
+                "NarrowDecode": codes_body.decode_function}
+    if op_type not in builders:
+        raise ValueError(f"op_type must be 'NarrowEncode' or 'NarrowDecode'; got {op_type!r}")
+    a = schemas.complete_attributes(attributes)
+    values = schemas.BASE_ELEMENT_TYPES[a["base"]]
+    input_type, output_type = ((values, TensorProto.UINT32) if op_type == "NarrowEncode"
+                               else (TensorProto.UINT32, TensorProto.FLOAT))
+    first = "X" if op_type == "NarrowEncode" else "codes"
+    inputs = [helper.make_tensor_value_info(first, input_type, list(shape))]
+    initializers = []
+    for name, value in (("exponent_bits", exponent_bits), ("mantissa_bits", mantissa_bits)):
+        if value is None:
+            inputs.append(helper.make_tensor_value_info(name, TensorProto.INT64, []))
+        else:
+            initializers.append(numpy_helper.from_array(np.array(value, np.int64), name))
+    node_inputs = [first, "exponent_bits", "mantissa_bits", ""]
+    if a["anchor_mode"] == "input":
+        inputs.append(helper.make_tensor_value_info("anchor", TensorProto.INT64, []))
+        node_inputs[3] = "anchor"
+    given = {k: v for k, v in a.items() if v is not None and v != schemas.DEFAULTS[k]}
+    node = helper.make_node(op_type, node_inputs, ["Y"], domain=schemas.DOMAIN,
+                            overload=function_body.overload_name(attributes), **given)
+    graph = helper.make_graph(
+        [node], op_type.lower(), inputs,
+        [helper.make_tensor_value_info("Y", output_type, list(shape))], initializer=initializers,
+    )
+    return make_model(graph, [builders[op_type](attributes)])
+
+
 def make_model(graph, functions):
     """Return a model of ``graph`` with the opsets and IR version the function bodies need."""
     model = helper.make_model(

@@ -34,13 +34,14 @@ def decode(reader, group_count, group_size):
     if top_symbols.size and top_symbols.max() > top_max:
         raise GeckoFormatError(f"group maxima: each symbol top_max - top must be at most "
                                f"top_max {top_max}; got {int(top_symbols.max())}")
-    top = (top_max - top_symbols.astype(np.int64))[:, None]
+    top = (top_max - top_symbols.astype(np.int16))[:, None]
     symbols = huffman.read_code(reader, group_count * group_size, "lanes")
-    symbols = symbols.reshape(group_count, group_size).astype(np.int64)
+    symbols = symbols.reshape(group_count, group_size).view(np.int16)
     zero_lanes = symbols == 0
+    # Symbols are at most 256, so int16 holds top + 1 - symbol without overflow.
     exponents = top + 1 - symbols
     if (exponents < 0).any():
         raise GeckoFormatError("lanes: each symbol 1 + top - exponent must be at most 1 + top, "
                                "so that the exponent is at least 0; found a larger one")
-    exponents[zero_lanes] = 0
+    exponents *= ~zero_lanes
     return exponents.astype(np.uint8), zero_lanes
