@@ -137,24 +137,25 @@ def write_code(symbols):
         codes = reversed_codes(lengths)[symbols]
         starts = ends - symbol_lengths
         if narrow:
-            stream = _pack_codes_narrow(codes, starts, symbol_lengths)
+            stream = _pack_codes_narrow(codes, starts)
         else:
             stream = pack_at(codes, starts, symbol_lengths)
         parts.append(stream[: plane_bytes(int(ends[-1]), 1)])
     return b"".join(parts)
 
 
-def _pack_codes_narrow(codes, position, lengths):
+def _pack_codes_narrow(codes, position):
     # pack_at with uint32 words: every code has 1 to 12 bits, so a code starts in every
     # 32-bit word, and the part of a code that passes bit 31 spills into the next word.
     word = position >> np.uint32(5)
     shift = position & np.uint32(31)
-    word_count = int(word[-1]) + 2
-    words = np.zeros(word_count, np.uint32)
-    starts = np.searchsorted(word, np.arange(word_count - 1, dtype=np.uint32))
+    words = np.zeros(int(word[-1]) + 2, np.uint32)
+    starts = np.concatenate(([0], np.flatnonzero(word[1:] != word[:-1]) + 1))
     words[:-1] = np.bitwise_or.reduceat(codes << shift, starts)
-    spill = np.flatnonzero(shift + lengths > np.uint32(32))
-    words[word[spill] + np.uint32(1)] |= codes[spill] >> (np.uint32(32) - shift[spill])
+    # The spilled part is code >> (32 - shift), written as two shifts so that shift 0 (no
+    # spill) never shifts by 32. Only the last code of a word can spill.
+    spilled = (codes >> np.uint32(1)) >> (np.uint32(31) - shift)
+    words[1:] |= np.bitwise_or.reduceat(spilled, starts)
     return words.astype("<u4").view(np.uint8).tobytes()
 
 
