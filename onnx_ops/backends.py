@@ -2,8 +2,8 @@
 
 The backends are the numpy reference itself, ``ReferenceEvaluator`` with the ``OpRun`` kernel,
 ``ReferenceEvaluator`` expanding the function body, and ONNX Runtime running the function
-body. Models take the widths (and the anchor) as runtime inputs, so one model and one session
-per attribute set serve every width; they are cached by the function's overload name.
+body. Models take the widths (and the anchor) as runtime inputs, so one model and one session per
+attribute set serve every width. They are cached by the function's overload name.
 """
 
 import functools

@@ -19,7 +19,7 @@ INT64 = TensorProto.INT64
 def flat_rows(b, name, chunk, element_type):
     """Return (rows, count, aligned): ``name`` flattened, zero-padded and reshaped to (-1, chunk).
 
-    ``aligned`` is the 0-d bool "no padding needed"; an ``If`` on it skips the copy that Pad
+    ``aligned`` is the 0-d bool "no padding needed". An ``If`` on it skips the copy that Pad
     makes, so a tensor whose size is a multiple of ``chunk`` is only reshaped.
     """
     flat = b.op("Reshape", name, b.const([-1], np.int64, hint="flat_shape"), hint="flat")
@@ -39,7 +39,7 @@ def flat_rows(b, name, chunk, element_type):
     padded_rows = padded.op("Reshape", padded.op("Pad", flat, pads), rows_shape)
     # The rows of the unpadded branch are (-1, chunk) when it runs and (-1, 1) otherwise, so
     # that ONNX Runtime's static inference of the branch not taken (constant inputs whose size
-    # is not a multiple of chunk) sees a valid Reshape.
+    # is not a multiple of chunk) gets a valid Reshape.
     row_length = b.op("Where", b.op("Unsqueeze", aligned, b.const([0], np.int64, hint="axis")),
                       chunk_size, b.const([1], np.int64, hint="one"), hint="row_length")
     view_shape = b.op("Concat", b.const([-1], np.int64, hint="minus_one"), row_length, axis=0)

@@ -1,9 +1,9 @@
 """Function bodies of NarrowEncode and NarrowDecode made only of standard ONNX operators.
 
 Codes are laid out sign'exponent'mantissa in the low 1 + e + m bits of a uint32, as
-``reference.encode`` lays them out (SPEC.md C17 to C19). The bodies are exact for what the
-reference accepts; where the reference raises (a value that is not a member, a code that
-encoding never emits), they return unspecified bits, because ONNX Runtime cannot raise.
+``reference.encode`` lays them out (SPEC.md C17 to C19). The bodies are exact for every input
+that the reference accepts. Where the reference raises (a value that is not a member, a code
+that encoding never emits), they return unspecified bits, because ONNX Runtime cannot raise.
 """
 
 from onnx import TensorProto, helper
@@ -118,8 +118,8 @@ def _shift_signed(b, value, shift):
 def _bits_of_scaled(b, significand, low):
     """Return the float32 bits of significand * 2**low (significand < 2**24, exact values).
 
-    Casting the significand to float32 is exact; its exponent field moves by ``low`` while the
-    result is normal, and below that the value is counted in units of 2**-149.
+    Casting the significand to float32 is exact. While the result is normal, its exponent field
+    moves by ``low``; below that, the value is counted in units of 2**-149.
     """
     as_float = b.op("BitCast", b.cast(significand, TensorProto.FLOAT), to=INT32)
     float_field = b.cast(b.shift_right(b.cast(as_float, UINT32), b.u32(23)), INT32)

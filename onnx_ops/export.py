@@ -1,6 +1,6 @@
 """Export a trained numpyml run as an ONNX inference graph with ``Narrow`` at its final widths.
 
-A run directory holds ``checkpoint.npz`` (the FP32 master arrays) and ``report.json`` (the
+A run directory contains ``checkpoint.npz`` (the FP32 master arrays) and ``report.json`` (the
 config and, for container methods, a ``tensors`` list with the final ``exponent_bits`` and
 ``mantissa_bits`` of each layer's weight and input activation). Every listed tensor passes
 through ``Narrow`` with the training container (no specials, no subnormals, saturating) and

@@ -27,7 +27,7 @@ EXPONENT_MASK = 0x7F80_0000
 
 
 def condition(b, m, e_min, e_max):
-    """Return the 0-d bool that tells whether the float addition is exact (see module doc)."""
+    """Return the 0-d bool "the float addition is exact" (conditions in the module doc)."""
     small_mantissa = b.op("LessOrEqual", m, b.i32(22))
     finite_magic = b.op("LessOrEqual", e_max, b.op("Add", m, b.i32(104)))
     normal_magic = b.op("GreaterOrEqual", e_min, b.op("Sub", m, b.i32(125)))

@@ -29,7 +29,7 @@ MAX_FINITE_BITS = 0x7F7F_FFFF
 
 
 def overload_name(attributes):
-    """Return the overload that tells apart bodies built for different attribute sets."""
+    """Return the overload name that distinguishes bodies built for different attribute sets."""
     a = schemas.complete_attributes(attributes)
     bias = "ieee" if a["bias"] is None else str(a["bias"]).replace("-", "m")
     return (
@@ -41,7 +41,7 @@ def overload_name(attributes):
 def narrow_function(attributes, chunk=chunks.CHUNK):
     """Build the FunctionProto of ``Narrow`` for one set of node attributes.
 
-    The scalars of the container (exponent range, largest value) are computed once; the
+    The scalars of the container (exponent range, largest value) are computed once. The
     element-wise body runs by ``Scan`` over rows of ``chunk`` values, so that its intermediates
     stay in cache. With nearest-even rounding an ``If`` on those scalars picks the float
     addition body of ``fast_body`` where it is exact, and the integer body elsewhere.
@@ -130,8 +130,8 @@ def _element_body(a, m, limits, inputs, chunk, fast):
 def _largest_finite(b, a, rows, chunk):
     """Return the largest finite magnitude (uint32 bits, 0-d) over all rows.
 
-    The largest magnitude of all, by float Abs and an int32 ReduceMax, is the answer unless it
-    is inf or NaN; only then an ``If`` runs the slower Scan that skips non-finite values.
+    The largest magnitude of all, by float Abs and an int32 ReduceMax, is the result unless it
+    is inf or NaN. Only then does an ``If`` run the slower Scan that skips non-finite values.
     """
     value = rows if a["base"] == "fp32" else b.cast(rows, TensorProto.FLOAT)
     magnitude = b.op("BitCast", b.op("Abs", value), to=INT32)
@@ -205,7 +205,7 @@ def _exponent_limits(b, a, e, m, largest):
 
 
 def max_exponent_code(b, a, e, m):
-    """Return the largest exponent code that holds normal numbers."""
+    """Return the largest exponent code of normal numbers."""
     all_ones = b.op("Sub", _power_of_two(b, e), b.i32(1), hint="all_ones")
     if a["specials"] == "ieee":
         return b.op("Sub", all_ones, b.i32(1))
@@ -237,7 +237,7 @@ def _anchor(b, a, m, largest, bias_e_max):
     noise = b.u32(0) if a["rounding"] == "stochastic" else None
     rounded = integer_rounding.round_magnitude(b, dict(a, subnormals=0), largest, m, None, noise)
     # A tensor with no finite nonzero value takes the container's own largest exponent, which
-    # is at least 0 with the IEEE bias; both are clamped to 127, the largest float32 exponent.
+    # is at least 0 with the IEEE bias. Both are clamped to 127, the largest float32 exponent.
     exponent = integer_rounding.true_exponent(b, rounded)
     anchor = b.where(b.op("Equal", largest, b.u32(0)), bias_e_max, exponent)
     return b.op("Min", anchor, b.i32(127), hint="anchor")

@@ -105,7 +105,7 @@ def _input_exponent(b, a, magnitude, significand, scale, e_min):
     )
     if cheap:
         return b.op("Add", scale, b.i32(23))
-    # Casting S (< 2**24) to float32 is exact, and its exponent field tells S's bit length.
+    # Casting S (< 2**24) to float32 is exact, and its exponent field gives S's bit length.
     length = b.shift_right(b.op("BitCast", b.cast(significand, TensorProto.FLOAT), to=UINT32),
                            b.u32(23))
     return b.op("Add", scale, b.op("Sub", b.cast(length, INT32), b.i32(127)), hint="exponent")

@@ -25,7 +25,7 @@ def narrow_model(container, *, anchor=False, noise=False, shape=("n",)):
     ``anchor`` (the largest normal exponent), ``anchor="max"`` takes the anchor from X in-graph,
     ``anchor=False`` uses the container's bias. ``noise=True`` adds the uint32 graph input
     ``noise`` of X's shape; stochastic rounding needs it and the other modes reject it.
-    ``shape`` is the shape of X and Y (ints or dimension names); the onnx 1.23 checker needs a
+    ``shape`` is the shape of X and Y (ints or dimension names). The onnx 1.23 checker needs a
     shape on every graph input and output, so the default is one dimension of any length.
     """
     if anchor not in (False, True, "max"):

@@ -43,9 +43,9 @@ container, with the meaning of `reference.Container` (SPEC.md section C):
   the all-ones code as NaN, "none" has no specials.
 - `subnormals` (0 or 1), `saturate` (0 or 1: overflow and inf go to the signed max).
 - `rounding` ("nearest_even", "toward_zero", "stochastic"); stochastic rounding needs `noise`.
-- `anchor_mode`: "bias" places the exponent window with `bias`; "input" makes the 0-d int64
-  input `anchor` the largest normal exponent; "max" takes the anchor from the tensor itself: the
-  exponent of its largest finite magnitude after mantissa rounding, clamped to 127.
+- `anchor_mode`: "bias" places the exponent window with `bias`. "input" makes the 0-d int64
+  input `anchor` the largest normal exponent. "max" takes the anchor from the tensor itself, as
+  the exponent of its largest finite magnitude after mantissa rounding, clamped to 127.
 - `base` ("fp32", "bf16"): the element type of X and Y, float or bfloat16.
 
 Stochastic rounding drops d bits with value D and rounds up iff noise < D * 2^(32 - d), where

@@ -191,6 +191,7 @@ def code_cases(draw):
         container.with_anchor(anchor)
     except ValueError:
         assume(False)
+
     size = draw(st.integers(1, 40), label="size")
     if base == "fp32":
         bits = draw(st.lists(st.integers(0, 2**32 - 1), min_size=size, max_size=size))
@@ -200,6 +201,8 @@ def code_cases(draw):
         x = np.array(bits, np.uint16).view(ml_dtypes.bfloat16)
     if not container.has_nan:
         x = x[~np.isnan(x.astype(np.float32))]
+
+    # Saturating quantization turns any input into a member, which encode requires.
     saturating = dataclasses.replace(container, saturate=True)
     members = quantize(x, saturating, anchor=anchor)
     return members, attributes, e, m, anchor
