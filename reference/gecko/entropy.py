@@ -38,7 +38,7 @@ def decode(reader, group_count, group_size):
     symbols = huffman.read_code(reader, group_count * group_size, "lanes")
     symbols = symbols.reshape(group_count, group_size).view(np.int16)
     zero_lanes = symbols == 0
-    # Symbols are at most 256, so int16 holds top + 1 - symbol without overflow.
+    # Symbols are at most 256, so top + 1 - symbol fits int16 without overflow.
     exponents = top + 1 - symbols
     if (exponents < 0).any():
         raise GeckoFormatError("lanes: each symbol 1 + top - exponent must be at most 1 + top, "
