@@ -199,3 +199,18 @@ def test_delta_overflow_raises(inline):
 
     with pytest.raises(GeckoFormatError, match="at most 255"):
         decode_exponents(bytes(blob))
+
+
+@pytest.mark.spec("G9")
+@pytest.mark.parametrize("mode", ["fixed", "entropy"])
+@pytest.mark.parametrize("container", ["fp32", "training"])
+def test_large_valid_stream_stays_within_bounds(mode, container):
+    rng = np.random.default_rng(9)
+    x = np.maximum(rng.standard_normal(50_000).astype(np.float32), 0)
+    if container == "fp32":
+        blob = pack(x, Container.from_name("fp32"), mode=mode)
+    else:
+        training = Container.training(4, 3)
+        blob = pack(quantize(x, training, anchor=2), training, anchor=2, mode=mode)
+
+    decode_within_bounds(unpack, blob, itemsize=4)
