@@ -2,8 +2,8 @@
 
 A packed tensor is the header of rule G1 with kind 1, the group coding of the exponent fields,
 then the sign plane, the zero sign plane and the mantissa plane. A zero is a code whose
-exponent and mantissa fields are both 0; it stores no exponent, no mantissa and, unless the
-tensor holds a -0, no sign.
+exponent and mantissa fields are both 0. It stores no exponent and no mantissa, and it stores
+a sign only when the tensor contains a -0.
 
 >>> from reference import Container
 >>> x = np.float32([1.5, 0.0, -2.0, 3.0])
@@ -18,10 +18,10 @@ import numpy as np
 from reference.codes import decode, encode
 from reference.container import Container
 from reference.quantize import max_anchor
-from reference.gecko.bitfields import pack_fields, padding_is_zero, plane_bytes, unpack_fields
+from reference.gecko.bitfields import pack_fields
 from reference.gecko.errors import GeckoFormatError
 from reference.gecko.exponents import check_options, check_shape
-from reference.gecko.groups import decode_groups, encode_groups
+from reference.gecko.groups import decode_groups, encode_groups, read_plane
 from reference.gecko.header import Header, Reader, TensorFields, read_header, write_header
 
 # The containers e8m23 (FP32) and e8m7 (BF16) with the IEEE layout, subnormals and bias 127
@@ -178,20 +178,12 @@ def _read_sign_and_mantissa(reader, zeros, fields):
         raise GeckoFormatError("header flags: the negative zero flag needs at least one zero; "
                                "the tensor has none")
     sign = np.zeros(zeros.size, bool)
-    sign[stored] = _read_plane(reader, stored_count, 1, "sign plane").astype(bool)
+    sign[stored] = read_plane(reader, stored_count, 1, "sign plane").astype(bool)
     if fields.negative_zeros:
-        sign[zeros] = _read_plane(reader, zero_count, 1, "zero sign plane").astype(bool)
+        sign[zeros] = read_plane(reader, zero_count, 1, "zero sign plane").astype(bool)
     mantissa = np.zeros(zeros.size, np.uint32)
-    mantissa[stored] = _read_plane(reader, stored_count, fields.mantissa_bits, "mantissa plane")
+    mantissa[stored] = read_plane(reader, stored_count, fields.mantissa_bits, "mantissa plane")
     return sign, mantissa
-
-
-def _read_plane(reader, count, width, what):
-    plane = reader.take(plane_bytes(count, width), what)
-    if not padding_is_zero(plane, count, width):
-        raise GeckoFormatError(f"{what}: padding bits after the last field must be zero; "
-                               f"got last byte 0x{plane[-1]:02x}")
-    return unpack_fields(plane, count, width)
 
 
 def _join_codes(sign, exponent, mantissa, fields):
