@@ -137,3 +137,26 @@ def test_export_rejects_stochastic_rounding(narrowed_run):
     report["method_settings"] = {"rounding": "stochastic"}
     with pytest.raises(ValueError, match="got 'stochastic'"):
         export.rounding_of(report)
+
+
+@pytest.mark.spec("X8", "T")
+@pytest.mark.parametrize("model_name", ["mlp", "cnn"])
+def test_export_of_fixed_method_matches_numpyml_evaluation(model_name, tmp_path):
+    # The real container method, evaluated as numpyml.train.evaluate does: batches of 256, so
+    # that each activation's max anchor comes from the same batch in both.
+    from numpyml.data import batches
+    from numpyml.narrowing import FixedNarrowing
+
+    method = FixedNarrowing(4, 3)
+    train(TrainConfig(model=model_name, epochs=1, out_dir=str(tmp_path)), method=method)
+    _, model, dataset = export.load_run(tmp_path)
+    session = OrtSession(export.export_run(tmp_path))
+    model.set_storage_policy(method)
+    method.set_training(False)
+
+    for images, _ in batches(dataset.x_test, dataset.y_test, 256):
+        with no_grad():
+            want = model(Tensor(images)).data
+        got = session.run({export.INPUT_NAME: images.astype(np.float32)})[0]
+        np.testing.assert_array_equal(got.argmax(axis=1), want.argmax(axis=1))
+        np.testing.assert_allclose(got, want, rtol=LOGIT_RTOL, atol=LOGIT_ATOL)
