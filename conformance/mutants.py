@@ -7,7 +7,7 @@ documentation uses them to show what a failure report looks like:
     sfp conformance --backend conformance.mutants:ties_away --suite containers
 
 The quantizer below is written in float64 arithmetic, which is exact for every FP32 value and
-every grid point, so each mutant differs from the specification only where its flag says.
+every grid point, so each mutant differs from the specification only by the mistake its flag names.
 """
 
 import dataclasses

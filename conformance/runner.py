@@ -52,9 +52,9 @@ class Report:
         """Return {rule: status} over the rules of every check run.
 
         A rule is failed when a check failed on an input that the rule decides, or when a check
-        that covers it failed on a rule outside its list; blocked when a check covering it
-        stopped on another of its rules; passed when every check covering it passed; and not
-        implemented when the backend lacks what every check covering it needs.
+        that covers it failed on a rule outside its list. It is blocked when a check covering it
+        stopped on another of its rules, and passed when every check covering it passed. It is
+        not implemented when the backend lacks what every check covering it needs.
         """
         status = {}
         for result in self.results:

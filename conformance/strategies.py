@@ -1,11 +1,11 @@
 """Hypothesis strategies for containers and for the FP32 bit patterns that stress them.
 
-Inputs are drawn as raw bit patterns aimed at the hard cases of SPEC.md section C: values whose
-dropped bits are exactly half an ulp (ties) or one bit either side of it, values in the
-container's subnormal range and just below min_normal, the top binade around the overflow
-threshold max + ½ ulp, values just below powers of two (where a float log2 picks the wrong
-binade), FP32 subnormals, ±0, ±inf and NaNs with random payloads. ``tests/test_conformance_
-strategies.py`` proves that the strategies reach each of these.
+Inputs are drawn as raw bit patterns aimed at the hard cases of SPEC.md section C. These are
+values whose dropped bits are exactly half an ulp (ties) or one bit either side of it, values in
+the container's subnormal range and just below min_normal, and the top binade around the
+overflow threshold max + ½ ulp. They also include values just below powers of two (where a float
+log2 picks the wrong binade), FP32 subnormals, ±0, ±inf and NaNs with random payloads.
+``tests/test_conformance_strategies.py`` proves that the strategies reach each of these.
 """
 
 from dataclasses import dataclass

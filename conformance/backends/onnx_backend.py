@@ -1,7 +1,7 @@
 """The ``Narrow`` operator as backends: in ONNX's ReferenceEvaluator and in ONNX Runtime.
 
 Both run one-node models from ``onnx_ops.narrow_model``. ReferenceEvaluator runs the ``OpRun``
-kernel, which checks its inputs and raises ValueError as SPEC.md asks. ONNX Runtime runs the
+kernel, which checks its inputs and raises ValueError as SPEC.md requires. ONNX Runtime runs the
 function body made of standard operators, which cannot raise, so it does not declare
 ``quantize.errors``. BF16 tensors need ml_dtypes for their numpy type; without it the backends
 do not declare ``quantize.bf16``.

@@ -52,8 +52,8 @@ def expected_forward(bits, e, m, mode, uniforms):
         m_c = collapsed(m, MANTISSA_RANGE, uniforms[1])
         return q_bits(bits, e_c, m_c)
     (e0, fe), (m0, fm) = split_width(e, EXPONENT_RANGE), split_width(m, MANTISSA_RANGE)
-    # NOTE: Q2 does not say how -0 sums; like the reference, terms of weight 0 are skipped and
-    # the sum starts from the first term, so a blend of -0 stays -0 at integer widths.
+    # NOTE: Q2 does not say how -0 sums. Like the reference, the sum skips terms of weight 0
+    # and starts from the first term, so a blend of -0 stays -0 at integer widths.
     total = None
     for i, weight_e in ((0, 1 - fe), (1, fe)):
         for j, weight_m in ((0, 1 - fm), (1, fm)):
@@ -113,7 +113,7 @@ def _inputs(bits, e, m, mode, uniforms):
 
 @check(SUITE, "quantum-forward", ("Q2",), {"bitlength.forward"})
 def quantum_forward(backend, examples):
-    """The forward pass at real widths equals the collapse or the blend of Q2, bit for bit."""
+    """Check the forward pass at real widths against the collapse or blend of Q2."""
 
     def prop(case):
         bits, e, m, mode, uniforms = case
@@ -133,7 +133,7 @@ def quantum_forward(backend, examples):
 
 @check(SUITE, "quantum-gradient", ("Q3", "Q4", "Q5"), {"bitlength.gradient"})
 def quantum_gradient(backend, examples):
-    """dL/dx is g itself, and the width gradients are the float64 slopes of Q3 and Q4."""
+    """Check that dL/dx is g and the width gradients are the slopes of Q3 and Q4."""
 
     def prop(case):
         bits, e, m, mode, uniforms = case
@@ -161,7 +161,7 @@ def quantum_gradient(backend, examples):
 @check(SUITE, "golden-vectors", ("Q2", "Q3", "Q4", "Q5"),
        {"bitlength.forward", "bitlength.gradient"})
 def golden_vectors(backend, examples):
-    """Every bitlength vector gives its forward bits and its gradients."""
+    """Check that every bitlength vector gives its forward bits and gradients."""
     from conformance import vectors
 
     _, records = vectors.load("bitlength.jsonl")

@@ -162,13 +162,13 @@ def _rule_of(losses, lrs, config):
 
 @check(SUITE, "controller-trajectory", ("B1", "B2", "B3", "B4", "B5"), {"bitwave"})
 def controller_trajectory(backend, examples):
-    """Widths after every step equal those of the rules, for BitChop and BitWave configs."""
+    """Check the widths after every step against the rules, for BitChop and BitWave."""
     run_property(lambda case: compare_trajectory(backend, *case), trajectories(), examples)
 
 
 @check(SUITE, "controller-defaults", ("B1", "B2"), {"bitwave"})
 def controller_defaults(backend, examples):
-    """The default constants start at (8, 7) and narrow one mantissa bit on a falling loss."""
+    """Check that the defaults start at (8, 7) and narrow on a falling loss."""
     config = ControllerConfig()
     state = backend.controller_init(config)
     if (state.exponent_bits, state.mantissa_bits) != (8, 7):
@@ -180,7 +180,7 @@ def controller_defaults(backend, examples):
 
 @check(SUITE, "controller-widen-in-warmup", ("B2",), {"bitwave"})
 def controller_widen_in_warmup(backend, examples):
-    """A rising loss during warm-up widens, so its cooldown blocks narrowing right after it."""
+    """Check that a rising loss in warm-up widens, so its cooldown blocks narrowing."""
     config = ControllerConfig(period=1, warmup_steps=3, cooldown_steps=10, dead_band=0.05,
                               ema_decay=0.0)
     compare_trajectory(backend, config, [1.0, 2.0, 1.0, 0.5, 0.25, 0.1], [0.1] * 6)
@@ -188,7 +188,7 @@ def controller_widen_in_warmup(backend, examples):
 
 @check(SUITE, "golden-vectors", ("B1", "B2", "B3", "B4", "B5"), {"bitwave"})
 def golden_vectors(backend, examples):
-    """Every controller vector gives its widths after every step."""
+    """Check that every controller vector gives its widths after every step."""
     from conformance import vectors
 
     _, records = vectors.load("bitwave.jsonl")

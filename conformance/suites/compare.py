@@ -37,9 +37,9 @@ def is_tie(bits, grid):
 def rule_of(bits, expected, actual, grid):
     """Return the SPEC.md rule that decides the result of quantizing ``bits`` on ``grid``.
 
-    The order matters: a NaN, an infinity or a zero input is decided by its own rule whatever
-    the mode; a result that differs only in its sign breaks the sign rule; anything above max is
-    an overflow case; then the layout, the rounding mode, ties (also below min_normal) and
+    The order matters. A NaN, an infinity or a zero input is decided by its own rule in every
+    mode, and a result that differs only in its sign breaks the sign rule. Anything above max is
+    an overflow case. Then come the layout, the rounding mode, ties (also below min_normal) and
     underflow.
     """
     magnitude, _ = oracle.fp32_decode(bits)
@@ -81,7 +81,7 @@ def call_backend(function, rule, inputs, expected, *args, **kwargs):
 
 
 def quantize_expected(case, bits, noise):
-    """Return (anchor used by the oracle, expected bits) for ``bits`` of ``case``."""
+    """Return (the oracle's grid, expected FP32 bits) for ``bits`` and ``noise`` of ``case``."""
     container, anchor = case.container, case.anchor
     if isinstance(anchor, str):
         anchor = oracle.max_anchor(bits, container)
@@ -93,8 +93,8 @@ def quantize_expected(case, bits, noise):
 def check_quantize_case(backend, case, with_errors):
     """Compare ``backend.quantize`` with the oracle on ``case``; raise Mismatch on a difference.
 
-    Elements the oracle rejects are left out of the main call; with ``with_errors`` each of the
-    first three is then passed alone and must raise ValueError.
+    Elements the oracle rejects are left out of the main call. With ``with_errors``, each of the
+    first three of them is then passed alone and must raise ValueError.
     """
     grid, expected = quantize_expected(case, list(case.bits), case.noise)
     keep = [i for i, e in enumerate(expected) if e != oracle.ERROR]
@@ -151,7 +151,7 @@ def _expect_value_error(backend, case, grid, index):
         return
     except NotImplementedError:
         raise
-    except Exception as error:  # the rule asks for ValueError in particular
+    except Exception as error:  # the rule requires ValueError in particular
         raise Mismatch(rule, "must raise ValueError", inputs, "ValueError",
                        f"{type(error).__name__}: {error}") from error
     got = np.asarray(actual).view(np.uint32).tolist()[0]

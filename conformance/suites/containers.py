@@ -27,33 +27,33 @@ def _property(backend, with_errors):
 
 @check(SUITE, "quantize-fp32", ROUNDING_RULES + ("T1",), {"quantize"})
 def quantize_fp32(backend, examples):
-    """quantize on base fp32 equals the oracle bit for bit, for any container and anchor."""
+    """Check quantize on base fp32 against the oracle, for any container and anchor."""
     run_property(_property(backend, False), quantize_cases("fp32"), examples)
 
 
 @check(SUITE, "quantize-presets", ("C3",), {"quantize"})
 def quantize_presets(backend, examples):
-    """quantize to the standard formats equals the oracle bit for bit."""
+    """Check quantize to the standard formats against the oracle."""
     strategy = quantize_cases("fp32", container_pairs=st.sampled_from(PRESET_PAIRS))
     run_property(_property(backend, False), strategy, examples)
 
 
 @check(SUITE, "quantize-bf16", ("C15",) + ROUNDING_RULES, {"quantize", "quantize.bf16"})
 def quantize_bf16(backend, examples):
-    """quantize on base bf16 (float32 arrays holding BF16 values) equals the oracle."""
+    """Check quantize on base bf16 (float32 arrays of BF16 values) against the oracle."""
     run_property(_property(backend, False), quantize_cases("bf16"), examples)
 
 
 @check(SUITE, "quantize-stochastic", ("C10",), {"quantize", "quantize.stochastic"})
 def quantize_stochastic(backend, examples):
-    """Stochastic rounding with explicit noise equals the oracle, at and beside each threshold."""
+    """Check stochastic rounding against the oracle, with noise at and beside each threshold."""
     strategy = quantize_cases("fp32", roundings=("stochastic",))
     run_property(_property(backend, False), strategy, examples)
 
 
 @check(SUITE, "quantize-max-anchor", ("C6",), {"quantize", "quantize.max_anchor"})
 def quantize_max_anchor(backend, examples):
-    """quantize with anchor="max" uses the anchor of the largest value after rounding."""
+    """Check that anchor="max" uses the exponent of the largest value after rounding."""
 
     def prop(case):
         try:
@@ -69,7 +69,7 @@ def quantize_max_anchor(backend, examples):
 
 @check(SUITE, "quantize-errors", ("C13", "C14"), {"quantize", "quantize.errors"})
 def quantize_errors(backend, examples):
-    """NaN without a NaN code, and overflow without inf, NaN or saturation, raise ValueError."""
+    """Check that NaN without a NaN code, and overflow with nowhere to go, raise ValueError."""
     strategy = quantize_cases("fp32", container_pairs=containers("fp32").filter(
         lambda pair: not pair[0].has_nan or not (pair[0].has_inf or pair[0].saturate)))
     run_property(_property(backend, True), strategy, examples)
@@ -77,7 +77,7 @@ def quantize_errors(backend, examples):
 
 @check(SUITE, "quantize-sign-symmetry", ("C16",), {"quantize"})
 def quantize_sign_symmetry(backend, examples):
-    """quantize(-x) is quantize(x) with the sign bit flipped, −0 and flushed zeros included."""
+    """Check that quantize(-x) is quantize(x) with the sign bit flipped, −0 included."""
 
     def prop(case):
         grid = case.grid
@@ -103,7 +103,7 @@ def quantize_sign_symmetry(backend, examples):
 
 @check(SUITE, "noise-argument", ("C11",), {"quantize.stochastic", "quantize.errors"})
 def noise_argument(backend, examples):
-    """Missing, mistyped or misshaped noise, and noise without stochastic rounding, raise."""
+    """Check that missing, mistyped or misshaped noise, or noise without need, raises."""
     x = np.float32([1.0, 1.5, -3.25, 0.0])
     stochastic = Container(4, 3, rounding="stochastic")
     cases = [
@@ -119,7 +119,7 @@ def noise_argument(backend, examples):
             continue
         except NotImplementedError:
             raise
-        except Exception as error:  # the rule asks for ValueError in particular
+        except Exception as error:  # the rule requires ValueError in particular
             raise Mismatch("C11", what, {"container": container.name}, "ValueError",
                            type(error).__name__) from error
         raise Mismatch("C11", what, {"container": container.name}, "ValueError", "a result")
@@ -127,7 +127,7 @@ def noise_argument(backend, examples):
 
 @check(SUITE, "bf16-input", ("C15",), {"quantize.bf16", "quantize.errors"})
 def bf16_input(backend, examples):
-    """Base bf16 rejects float32 values whose low 16 bits are set, and accepts NaNs."""
+    """Check that base bf16 rejects float32 values whose low 16 bits are set."""
     container = Container(4, 3, base="bf16")
     x = np.array([0x3F80_0000, 0x3F82_8001], np.uint32).view(np.float32)
     inputs = {"container": container.name, "x": "0x3f828001", "element": 1}
@@ -137,7 +137,7 @@ def bf16_input(backend, examples):
         return
     except NotImplementedError:
         raise
-    except Exception as error:  # the rule asks for ValueError in particular
+    except Exception as error:  # the rule requires ValueError in particular
         raise Mismatch("C15", "a non-BF16 value must raise", inputs, "ValueError",
                        type(error).__name__) from error
     raise Mismatch("C15", "a non-BF16 value must raise", inputs, "ValueError", "a result")
@@ -182,7 +182,7 @@ def small_containers(draw):
 
 @check(SUITE, "codes-enumeration", ("C17", "C19", "C20"), {"codes"})
 def codes_enumeration(backend, examples):
-    """decode of every code equals the oracle, and encode of every member gives its code back."""
+    """Check decode of every code against the oracle, and encode of every member."""
 
     def prop(pair):
         container, anchor = pair
@@ -239,7 +239,7 @@ def _expect_decode_error(backend, container, anchor, code, dtype, inputs):
         return
     except NotImplementedError:
         raise
-    except Exception as error:  # the rule asks for ValueError in particular
+    except Exception as error:  # the rule requires ValueError in particular
         raise Mismatch("C20", "an invalid code must raise", inputs, "ValueError",
                        type(error).__name__) from error
     raise Mismatch("C20", "an invalid code must raise", inputs, "ValueError", "a result")
@@ -247,7 +247,7 @@ def _expect_decode_error(backend, container, anchor, code, dtype, inputs):
 
 @check(SUITE, "encode-non-members", ("C18",), {"codes"})
 def encode_non_members(backend, examples):
-    """encode of a value that is not a member raises ValueError instead of rounding it."""
+    """Check that encode of a non-member raises ValueError instead of rounding it."""
 
     @st.composite
     def cases(draw):
@@ -271,7 +271,7 @@ def encode_non_members(backend, examples):
             return
         except NotImplementedError:
             raise
-        except Exception as error:  # the rule asks for ValueError in particular
+        except Exception as error:  # the rule requires ValueError in particular
             raise Mismatch("C18", "encode of a non-member must raise", inputs, "ValueError",
                            type(error).__name__) from error
         raise Mismatch("C18", "encode of a non-member must raise", inputs, "ValueError",
@@ -311,7 +311,7 @@ def _vector_records(kind):
 
 @check(SUITE, "quantize-vectors", ("C3",), {"quantize"})
 def quantize_vectors(backend, examples):
-    """Every quantize vector whose capabilities the backend declares gives its output."""
+    """Check that every quantize vector the backend can run gives its output."""
     from conformance.suites.compare import rule_of
 
     capabilities = set(backend.capabilities)
@@ -339,7 +339,7 @@ def quantize_vectors(backend, examples):
 
 @check(SUITE, "codes-vectors", ("C17", "C19", "C20"), {"codes"})
 def codes_vectors(backend, examples):
-    """Every codes vector decodes to its values, and its members encode to their codes."""
+    """Check that every codes vector decodes to its values and encodes back to its codes."""
     for record in _vector_records("codes"):
         _check_codes_vector(backend, record, _container_of(record), record["anchor"])
 

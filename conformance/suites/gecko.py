@@ -1,8 +1,8 @@
 """Checks of SPEC.md section G: Gecko exponent streams and packed tensors.
 
 The encoder's choices (base, width code, zero mode) are fixed by G4 and G5, so a conforming
-encoder writes exactly the reference's bytes; the checks compare streams byte for byte, decode
-them both ways, and run the golden vectors and damaged streams.
+encoder writes exactly the reference's bytes; the checks compare streams byte for byte. They
+also decode them both ways and run the golden vectors and damaged streams.
 """
 
 import numpy as np
@@ -61,7 +61,7 @@ def _exponent_case(draw_array):
 
 @check(SUITE, "exponents-round-trip", ("G1", "G2", "G3", "G4", "G5"), {"gecko.exponents"})
 def exponents_round_trip(backend, examples):
-    """Exponent streams equal the reference bytes and decode to their input in both directions."""
+    """Check exponent streams against the reference bytes, and decoding both ways."""
     from reference.gecko import decode_exponents, encode_exponents
 
     def prop(case):
@@ -107,7 +107,7 @@ def packed_cases(draw):
 
 @check(SUITE, "pack-round-trip", ("G6", "G7"), {"gecko.pack"})
 def pack_round_trip(backend, examples):
-    """Packed tensors equal the reference bytes and unpack to every member bit for bit."""
+    """Check packed tensors against the reference bytes, and unpacking bit for bit."""
     from reference.gecko import pack
 
     def prop(case):
@@ -143,7 +143,7 @@ def pack_round_trip(backend, examples):
 
 @check(SUITE, "golden-vectors", ("G10",), {"gecko.exponents", "gecko.pack"})
 def golden_vectors(backend, examples):
-    """Every Gecko golden vector decodes to its input and encodes to its exact bytes."""
+    """Check that every Gecko vector decodes to its input and encodes to its bytes."""
     from conformance.vectors.gecko import load
 
     for record in load():
@@ -186,7 +186,7 @@ def _canonical(bits, container):
 
 @check(SUITE, "damaged-streams", ("G9",), {"gecko.exponents"})
 def damaged_streams(backend, examples):
-    """A truncated or bit-flipped exponent stream raises ValueError and nothing else."""
+    """Check that a truncated or bit-flipped stream raises ValueError and nothing else."""
     from reference.gecko import encode_exponents
 
     @st.composite

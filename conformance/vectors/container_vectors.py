@@ -21,9 +21,10 @@ SPECIAL_BITS = [0x0000_0000, 0x0000_0001, 0x007F_FFFF, 0x0080_0000, 0x7F7F_FFFF,
 def hard_inputs(grid, base="fp32"):
     """Return positive FP32 bit patterns at the hard cases of ``grid``, from formulas only.
 
-    For each binade from below the subnormal range to above the window: every dropped-bit
-    pattern (ties, one below and above, on the grid, all ones, lowest bit) under three kept
-    patterns (1.00..0, 1.11..1, 1.00..01), and values just below the power of two.
+    The binades run from below the subnormal range to above the window. Each gets every
+    dropped-bit pattern (ties, one below and above, on the grid, all ones, lowest bit) under
+    three kept patterns (1.00..0, 1.11..1, 1.00..01), and the value just below the next power
+    of two.
     """
     p = 24 if base == "fp32" else 8
     m = grid.mantissa_bits
