@@ -24,6 +24,7 @@ CAPABILITIES = {
     "quantize.max_anchor": "quantize(..., anchor='max')",
     "quantize.errors": "quantize() raises ValueError where SPEC.md requires it (C11, C13, C14)",
     "codes": "encode() and decode()",
+    "codes.errors": "encode() and decode() raise ValueError where SPEC.md requires it (C18, C20)",
     "gecko.exponents": "encode_exponents() and decode_exponents()",
     "gecko.pack": "pack() and unpack()",
     "bitlength.forward": "quantum_forward(): the learned-bitlength forward pass",

@@ -3,7 +3,8 @@
 Both run one-node models from ``onnx_ops.narrow_model``. ReferenceEvaluator runs the ``OpRun``
 kernel, which checks its inputs and raises ValueError as SPEC.md requires. ONNX Runtime runs the
 function body made of standard operators, which cannot raise, so it does not declare
-``quantize.errors``. BF16 tensors need ml_dtypes for their numpy type; without it the backends
+``quantize.errors`` or ``codes.errors``. Codes run through ``NarrowEncode`` and ``NarrowDecode``,
+which return uint32; the adapter narrows codes to the dtype of C17. BF16 tensors need ml_dtypes for their numpy type; without it the backends
 do not declare ``quantize.bf16``.
 """
 
@@ -18,9 +19,11 @@ from conformance.backend import BaseBackend
 logger = logging.getLogger(__name__)
 
 HAS_ML_DTYPES = importlib.util.find_spec("ml_dtypes") is not None
-QUANTIZE = {"quantize", "quantize.stochastic", "quantize.max_anchor"} | (
+QUANTIZE = {"quantize", "quantize.stochastic", "quantize.max_anchor", "codes"} | (
     {"quantize.bf16"} if HAS_ML_DTYPES else set()
 )
+# Code dtypes of SPEC.md C17; NarrowEncode returns uint32 for every width.
+CODE_DTYPES = ((8, np.uint8), (16, np.uint16), (32, np.uint32))
 
 
 def _anchor_mode(anchor):
@@ -55,6 +58,28 @@ class _NarrowBackend(BaseBackend):
         session = self._session(container, mode, noise is not None)
         (y,) = session.run(feeds)
         return self._from_base(np.asarray(y)).reshape(x.shape)
+
+    def encode(self, x, container, *, anchor=None):
+        codes = self._code_op("encode", self._to_base(np.ascontiguousarray(x, np.float32),
+                                                      container), container, anchor)
+        dtype = next(d for width, d in CODE_DTYPES if container.bits <= width)
+        return np.asarray(codes).astype(dtype).reshape(x.shape)
+
+    def decode(self, codes, container, *, anchor=None):
+        codes = np.asarray(codes)
+        if codes.dtype.kind != "u":
+            raise ValueError(f"decode: codes must have an unsigned integer dtype; got {codes.dtype}")
+        values = self._code_op("decode", codes.astype(np.uint32).reshape(-1), container, anchor)
+        return np.asarray(values, np.float32).reshape(codes.shape)
+
+    def _code_op(self, op_type, values, container, anchor):
+        from onnx_ops import backends, schemas
+
+        if isinstance(anchor, str):
+            raise ValueError(f"{op_type}: anchor must be None or an int; got {anchor!r}")
+        attributes = schemas.attributes_of(container, "bias" if anchor is None else "input")
+        return backends.code_op(self.code_runner, op_type, values.reshape(-1), attributes,
+                                container.exponent_bits, container.mantissa_bits, anchor=anchor)
 
     @staticmethod
     def _to_base(x, container):
@@ -97,7 +122,8 @@ class OnnxReferenceBackend(_NarrowBackend):
     """``Narrow`` in ``onnx.reference.ReferenceEvaluator`` with the ``OpRun`` kernel."""
 
     name = "onnx-reference"
-    capabilities = frozenset(QUANTIZE | {"quantize.errors"})
+    capabilities = frozenset(QUANTIZE | {"quantize.errors", "codes.errors"})
+    code_runner = "kernel"
 
     @functools.lru_cache(maxsize=512)
     def _session(self, container, mode, noise):
@@ -109,6 +135,7 @@ class OnnxRuntimeBackend(_NarrowBackend):
 
     name = "onnxruntime"
     capabilities = frozenset(QUANTIZE)
+    code_runner = "onnxruntime"
 
     @functools.lru_cache(maxsize=512)
     def _session(self, container, mode, noise):
