@@ -1,6 +1,6 @@
 """A second, independent quantizer written from SPEC.md section C alone, in PyTorch integer ops.
 
-It shares no code with ``reference/``: it reads the eight fields of the container, derives the
+It shares no code with ``reference/``. It reads the eight fields of the container, derives the
 value set from rules C2 and C5, and rounds the integer significand of each FP32 value once
 (C7-C10), all in int64 tensor arithmetic. It is the example of a third-party backend that
 passes the suite, and it runs only where PyTorch is installed.
@@ -52,11 +52,11 @@ def bit_length(values, torch):
 
 
 class TorchBackend(BaseBackend):
-    """quantize in PyTorch int64 ops, every mode, anchors and both bases."""
+    """quantize, encode and decode in PyTorch int64 ops: every mode, anchors and both bases."""
 
     name = "torch"
     capabilities = frozenset({"quantize", "quantize.bf16", "quantize.stochastic",
-                              "quantize.max_anchor", "quantize.errors"})
+                              "quantize.max_anchor", "quantize.errors", "codes", "codes.errors"})
 
     def __init__(self):
         if importlib.util.find_spec("torch") is None:
@@ -84,6 +84,83 @@ class TorchBackend(BaseBackend):
             noise_bits = torch.from_numpy(noise.reshape(-1).astype(np.int64))
         out = self._quantize_bits(bits, window, noise_bits)
         return out.numpy().astype(np.uint32).view(np.float32).reshape(x.shape)
+
+    # Codes (C17-C20): sign'exponent'mantissa in the low bits of the narrowest unsigned dtype.
+
+    def encode(self, x, container, *, anchor=None):
+        torch = self.torch
+        if isinstance(anchor, str):
+            raise ValueError(f"encode: anchor must be None or an int; got {anchor!r}")
+        w = Window(container, anchor)
+        e, m = container.exponent_bits, container.mantissa_bits
+        bits = torch.from_numpy(x.reshape(-1).view(np.uint32).astype(np.int64))
+        sign = (bits >> 31) << (e + m)
+        magnitude = bits & MAGNITUDE
+        is_nan, is_inf, is_zero = magnitude > INF, magnitude == INF, magnitude == 0
+        finite = ~(is_nan | is_inf | is_zero)
+
+        significand, scale, exponent = self._fields(torch.where(finite, magnitude, 0x3F80_0000))
+        normal = exponent >= w.emin
+        lsb = torch.where(normal, exponent, torch.full_like(exponent, w.emin)) - m
+        shift = lsb - scale  # dropped bits: a member drops only zeros
+        kept = torch.where(shift >= 0, significand >> shift.clamp(0, 40),
+                           significand << (-shift).clamp(0, 40))
+        on_grid = (shift <= 0) | ((significand & ((1 << shift.clamp(0, 40)) - 1)) == 0)
+        exponent_code = torch.where(normal, exponent + w.bias, torch.zeros_like(exponent))
+        mantissa = torch.where(normal, kept - (1 << m), kept)
+        member = on_grid & (exponent_code <= w.top_code) & (normal | torch.tensor(w.subnormals))
+        member &= ~((exponent_code == w.top_code) & (mantissa > w.max_significand - (1 << m)))
+        member &= kept > 0
+        codes = (exponent_code << m) | mantissa
+
+        all_ones = (2**e - 1) << m
+        codes = torch.where(is_inf, torch.full_like(codes, all_ones), codes)
+        nan_code = all_ones | (1 << (m - 1)) if container.specials == "ieee" else 2 ** (e + m) - 1
+        codes = torch.where(is_nan, torch.full_like(codes, nan_code), codes)
+        codes = torch.where(is_zero, torch.zeros_like(codes), codes)
+        valid = (finite & member) | is_zero | (is_inf & w.has_inf) | (is_nan & w.has_nan)
+        if not bool(valid.all()):
+            self._raise_first(~valid, bits, f"encode: x must contain only members of the "
+                                            f"container (C18); quantize x first")
+        dtype = np.uint8 if container.bits <= 8 else np.uint16 if container.bits <= 16 \
+            else np.uint32
+        return (codes | sign).numpy().astype(dtype).reshape(x.shape)
+
+    def decode(self, codes, container, *, anchor=None):
+        torch = self.torch
+        if isinstance(anchor, str):
+            raise ValueError(f"decode: anchor must be None or an int; got {anchor!r}")
+        codes = np.asarray(codes)
+        if codes.dtype.kind != "u":
+            raise ValueError(f"decode: codes must have an unsigned dtype; got {codes.dtype}")
+        w = Window(container, anchor)
+        e, m = container.exponent_bits, container.mantissa_bits
+        flat = torch.from_numpy(codes.reshape(-1).astype(np.int64))
+        exponent_code = (flat >> m) & (2**e - 1)
+        mantissa = flat & (2**m - 1)
+        all_ones = exponent_code == 2**e - 1
+        is_inf = all_ones & (mantissa == 0) & w.has_inf
+        if container.specials == "ieee":
+            is_nan = all_ones & (mantissa != 0)
+        elif container.specials == "fn":
+            is_nan = all_ones & (mantissa == 2**m - 1)
+        else:
+            is_nan = torch.zeros_like(all_ones)
+        normal = exponent_code > 0
+        kept = torch.where(normal, mantissa + (1 << m), mantissa)
+        lsb = torch.where(normal, exponent_code - w.bias, torch.full_like(flat, w.emin)) - m
+        # C20: a code below FP32's smallest subnormal is no FP32 value.
+        representable = (lsb >= -149) | ((kept & ((1 << (-149 - lsb).clamp(0, 40)) - 1)) == 0)
+        invalid = (flat >> (e + m + 1)) != 0
+        invalid |= ~normal & (mantissa != 0) & ~torch.tensor(w.subnormals)
+        invalid |= ~representable & ~(is_nan | is_inf)
+        if bool(invalid.any()):
+            self._raise_first(invalid, flat, "decode: a code that encode never emits (C20)")
+        out = torch.where(kept == 0, torch.zeros_like(flat), self._fp32_bits(kept, lsb))
+        out = torch.where(is_inf, torch.full_like(out, INF), out)
+        out = torch.where(is_nan, torch.full_like(out, QUIET_NAN), out)
+        out = out | (((flat >> (e + m)) & 1) << 31)
+        return out.numpy().astype(np.uint32).view(np.float32).reshape(codes.shape)
 
     # Input checks (C11, C15).
 
@@ -186,7 +263,8 @@ class TorchBackend(BaseBackend):
         normalized = torch.where(shift >= 0, kept << shift.clamp(min=0),
                                  kept >> (-shift).clamp(min=0))
         normal = ((exponent + 127) << 23) | (normalized - (1 << 23))
-        subnormal = kept << (lsb + 149).clamp(0, 40)
+        subnormal = torch.where(lsb >= -149, kept << (lsb + 149).clamp(0, 40),
+                                kept >> (-149 - lsb).clamp(0, 40))
         return torch.where(exponent >= -126, normal, subnormal)
 
     def _out_of_range(self, out, mask, w, bits):
