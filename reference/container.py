@@ -66,8 +66,9 @@ class Container:
     def training(cls, exponent_bits, mantissa_bits, rounding="nearest_even"):
         """Return the container of stored training tensors: anchored, no specials, no subnormals.
 
-        Every code is a number, so an anchored window of 2^e - 1 normal binades sits below the
-        anchor, and one code is zero. Out-of-range values and inf saturate to the signed max.
+        No code is inf or NaN, so all 2^e - 1 nonzero exponent codes are normal binades at and
+        below the anchor, and exponent code 0 is zero. Out-of-range values and inf saturate to
+        the signed max.
         """
         return cls(
             exponent_bits, mantissa_bits, specials="none", subnormals=False, saturate=True,
@@ -236,6 +237,14 @@ def _check_fields(container):
         raise ValueError(
             f"specials={container.specials!r} with exponent_bits={e}, mantissa_bits={m} leaves "
             f"no normal numbers; use more exponent bits or specials='none'"
+        )
+    # Construction allows a top binade at 2^128, which the IEEE bias gives e = 8 without ieee
+    # specials; using such a container needs an anchor (checked by _check_window).
+    low, high = anchor_range(container.base)
+    if not low <= container.max_exponent <= high + 1:
+        raise ValueError(
+            f"bias must put the largest normal exponent in {low}..{high + 1}; got bias "
+            f"{container.bias}, largest exponent {container.max_exponent}"
         )
 
 

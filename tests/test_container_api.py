@@ -85,6 +85,8 @@ def test_training_container_fields():
     (dict(exponent_bits=4, mantissa_bits=3, base="fp16"), "base must be one of 'fp32', 'bf16'; got 'fp16'"),
     (dict(exponent_bits=1, mantissa_bits=3), "specials='ieee' with exponent_bits=1, mantissa_bits=3 leaves no normal numbers"),
     (dict(exponent_bits=1, mantissa_bits=0, specials="fn"), "specials='fn' with exponent_bits=1, mantissa_bits=0 leaves no normal numbers"),
+    (dict(exponent_bits=8, mantissa_bits=3, bias=-5), "bias must put the largest normal exponent in -149..128; got bias -5, largest exponent 259"),
+    (dict(exponent_bits=3, mantissa_bits=3, bias=200), "bias must put the largest normal exponent in -149..128; got bias 200, largest exponent -194"),
 ])
 def test_invalid_parameters_raise(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
