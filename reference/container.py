@@ -238,14 +238,6 @@ def _check_fields(container):
             f"specials={container.specials!r} with exponent_bits={e}, mantissa_bits={m} leaves "
             f"no normal numbers; use more exponent bits or specials='none'"
         )
-    # Construction allows a top binade at 2^128, which the IEEE bias gives e = 8 without ieee
-    # specials; using such a container needs an anchor (checked by _check_window).
-    low, high = anchor_range(container.base)
-    if not low <= container.max_exponent <= high + 1:
-        raise ValueError(
-            f"bias must put the largest normal exponent in {low}..{high + 1}; got bias "
-            f"{container.bias}, largest exponent {container.max_exponent}"
-        )
 
 
 def _check_window(container):
