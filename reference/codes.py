@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 def code_dtype(container):
-    """Return the narrowest unsigned dtype that holds a code of ``container``."""
+    """Return the narrowest unsigned dtype that can store a code of ``container``."""
     if container.bits <= 8:
         return np.dtype(np.uint8)
     if container.bits <= 16:

@@ -1,7 +1,7 @@
 """Floating-point containers: the value sets that stored tensors are narrowed to (SPEC.md C1-C6).
 
-A container has 1 sign bit, ``exponent_bits`` e and ``mantissa_bits`` m. Exponent code 0 holds
-zero (and the subnormals when they are on); codes 1 up to the largest normal code hold normals
+A container has 1 sign bit, ``exponent_bits`` e and ``mantissa_bits`` m. Exponent code 0 encodes
+zero (and the subnormals when they are on); codes 1 up to the largest normal code encode normals
 ``(1 + f / 2^m) * 2^(code - bias)``. The special-value layout decides what the top codes mean:
 
 - ``ieee``: the all-ones exponent holds inf (mantissa 0) and NaN (mantissa not 0).
@@ -84,7 +84,7 @@ class Container:
 
     @property
     def max_exponent_code(self):
-        """Largest exponent code that holds normal numbers."""
+        """Largest exponent code of normal numbers."""
         all_ones = 2**self.exponent_bits - 1
         if self.specials == "ieee":
             return all_ones - 1

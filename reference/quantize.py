@@ -5,7 +5,7 @@ the significand is rounded as an integer, so no value is rounded twice and no fl
 ``floor(x + 0.5)`` takes part. ``quantize`` runs the blocked fast path of
 ``reference.quantize_blocked``. ``quantize_bits`` here is the general path that the fast path
 falls back on for rare elements and is tested against. It widens each finite value exactly to
-float64 bits, whose 53-bit significand holds every FP32 and BF16 value (subnormals included) as
+float64 bits, whose 53-bit significand represents every FP32 and BF16 value (subnormals included) as
 a normal number.
 """
 
