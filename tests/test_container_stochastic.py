@@ -136,3 +136,18 @@ def test_all_bf16_patterns_match_oracle_with_noise():
     expected = [oracle.quantize_bits(int(b), grid, int(r)) for b, r in zip(bits, noise)]
     out = quantize(bits.view(np.float32), container, noise=noise).view(np.uint32)
     assert [hex(int(b)) for b in out] == [hex(b) for b in expected]
+
+
+@pytest.mark.spec("C10", "C15")
+def test_bf16_base_stochastic_matches_fp32_view():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    bits = np.arange(2**16, dtype=np.uint32) << np.uint32(16)
+    finite = np.isfinite(bits.view(np.float32))
+    x32 = bits[finite].view(np.float32)
+    noise = np.random.default_rng(11).integers(0, 2**32, x32.shape, dtype=np.uint32)
+    container = Container(3, 2, specials="none", saturate=True, rounding="stochastic", base="bf16")
+    from_float32 = quantize(x32, container, noise=noise)
+    from_bfloat16 = quantize(x32.astype(ml_dtypes.bfloat16), container, noise=noise)
+    assert np.array_equal(from_bfloat16.astype(np.float32).view(np.uint32), from_float32.view(np.uint32))
+    fp32_base = Container(3, 2, specials="none", saturate=True, rounding="stochastic")
+    assert np.array_equal(quantize(x32, fp32_base, noise=noise).view(np.uint32), from_float32.view(np.uint32))
