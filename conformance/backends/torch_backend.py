@@ -115,8 +115,9 @@ class TorchBackend(BaseBackend):
 
         all_ones = (2**e - 1) << m
         codes = torch.where(is_inf, torch.full_like(codes, all_ones), codes)
-        nan_code = all_ones | (1 << (m - 1)) if container.specials == "ieee" else 2 ** (e + m) - 1
-        codes = torch.where(is_nan, torch.full_like(codes, nan_code), codes)
+        if w.has_nan:
+            nan_code = all_ones | (1 << (m - 1)) if w.has_inf else 2 ** (e + m) - 1
+            codes = torch.where(is_nan, torch.full_like(codes, nan_code), codes)
         codes = torch.where(is_zero, torch.zeros_like(codes), codes)
         valid = (finite & member) | is_zero | (is_inf & w.has_inf) | (is_nan & w.has_nan)
         if not bool(valid.all()):

@@ -276,8 +276,9 @@ def encode_non_members(backend, examples):
         grid = oracle.grid_of(container, anchor)
         rounded = oracle.quantize_bits(bits, grid)
         is_nan = (bits & 0x7FFF_FFFF) > oracle.FP32_INF
-        if rounded == bits or (is_nan and rounded != oracle.ERROR):
-            return  # a member (NaNs by class)
+        is_inf = (bits & 0x7FFF_FFFF) == oracle.FP32_INF
+        if rounded == bits or (is_nan and grid.has_nan) or (is_inf and grid.has_inf):
+            return  # a member: ±inf of an ieee container is one even when quantize saturates
         inputs = {"container": describe_container(container, anchor), "anchor": anchor,
                   "x": hex32(bits)}
         try:
