@@ -121,4 +121,9 @@ def run_one(backend, check, examples):
         mismatch = Mismatch(None, "declared capability raised NotImplementedError", {},
                             "an implementation", str(error))
         return CheckResult(check, FAILED, time.perf_counter() - start, mismatch)
+    except Exception as error:  # a backend may fail outside the compared calls, in any way
+        logger.exception("%s raised", check.id)
+        mismatch = Mismatch(None, "the check raised an exception", {}, "no exception",
+                            f"{type(error).__name__}: {error}")
+        return CheckResult(check, FAILED, time.perf_counter() - start, mismatch)
     return CheckResult(check, PASSED, time.perf_counter() - start)

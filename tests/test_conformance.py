@@ -7,6 +7,7 @@ import pytest
 
 from conformance import mutants
 from conformance.backend import BUILTIN, BackendUnavailable, load_backend
+from conformance.backends.numpy_backend import NumpyBackend
 from conformance.runner import FAILED, NOT_IMPLEMENTED, PASSED, run_checks
 
 # Inputs per property: the fast profile keeps the whole file near a minute on 2 cores.
@@ -146,3 +147,18 @@ def _backend_with_unknown_capability():
     backend = mutants.correct()
     backend.capabilities = frozenset({"quantize", "teleport"})
     return backend
+
+
+class _BrokenController(NumpyBackend):
+    name = "broken-controller"
+    capabilities = frozenset({"bitwave"})
+
+    def controller_update(self, state, loss, lr, config):
+        raise TypeError("state is not a ControllerState")
+
+
+def test_backend_exception_fails_check():
+    report = run_checks(_BrokenController(), ["bitwave"], 5)
+    assert report.failed
+    assert all(r.status == FAILED for r in report.results)
+    assert "TypeError" in report.results[0].failure.actual
