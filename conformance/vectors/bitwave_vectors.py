@@ -21,7 +21,7 @@ CASES = [
      falling(200), None),
     ("rise_then_fall", ["B2", "B3"], ControllerConfig(warmup_steps=5, cooldown_steps=10),
      falling(40) + [3.0] * 10 + falling(60, 0.95), None),
-    ("widen_in_warmup", ["B2"], ControllerConfig(period=1, warmup_steps=3, cooldown_steps=10,
+    ("rise_in_warmup", ["B2"], ControllerConfig(period=1, warmup_steps=3, cooldown_steps=10,
                                                  ema_decay=0.0),
      [1.0, 2.0, 1.0, 0.5, 0.25, 0.1], None),
     ("non_finite_window", ["B4"], ControllerConfig(warmup_steps=0),
