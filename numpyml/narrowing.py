@@ -327,6 +327,8 @@ class QuantumNarrowing(NarrowingMethod):
         return fields
 
     def state_dict(self):
+        # NOTE: the Adam moments of the width group belong to the trainer's optimizer and are not
+        # part of this state, so a run restored from a checkpoint restarts them.
         keys = list(self.mantissas)
         return {**super().state_dict(),
                 "quantum_keys": np.asarray([f"{name}|{kind}" for name, kind in keys]),

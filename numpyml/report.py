@@ -158,7 +158,9 @@ def train_with_baseline(config, method, baseline, on_epoch=None):
     from numpyml.train import REPORT_FILE, train, write_atomically
 
     baseline_report = None
-    if baseline:
+    if baseline and config.method == "fp32" and method is None:
+        logger.info("--baseline ignored: the method is already fp32")
+    elif baseline:
         baseline_dir = None if config.out_dir is None else str(Path(config.out_dir) / "baseline")
         baseline_config = dataclasses.replace(config, method="fp32", out_dir=baseline_dir)
         logger.info("training the FP32 baseline (seed %d)", config.seed)

@@ -104,6 +104,13 @@ class FootprintLedger:
     def __len__(self):
         return len(self._steps)
 
+    def records(self):
+        """Return every record as ``(step, name, kind, elements, exponent_bits, mantissa_bits)``."""
+        return [(step, *self._names[tensor_id], elements, exponent_bits, mantissa_bits)
+                for step, tensor_id, elements, exponent_bits, mantissa_bits in zip(
+                    self._steps, self._tensor_ids, self._elements, self._exponent_bits,
+                    self._mantissa_bits)]
+
     def _columns(self):
         elements = np.asarray(self._elements, dtype=np.int64)
         widths = 1 + np.asarray(self._exponent_bits, np.int64) + np.asarray(self._mantissa_bits,

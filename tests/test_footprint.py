@@ -46,6 +46,7 @@ def test_totals_equal_independent_sums(records):
         assert tensor.bits == sum(r[3] * (1 + r[4] + r[5]) for r in mine)
         assert tensor.max_elements == max(r[3] for r in mine)
     assert sum(t.bits for t in ledger.tensors()) == expected_bits
+    assert ledger.records() == [tuple(r) for r in records]
 
 
 @pytest.mark.spec("F3")

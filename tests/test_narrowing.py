@@ -199,3 +199,37 @@ def test_cli_fixed_with_baseline(tmp_path, capsys):
     assert report["accuracy_difference"] == report["test_accuracy"] - baseline["test_accuracy"]
     assert all((t["exponent_bits"], t["mantissa_bits"]) == (5, 2) for t in report["tensors"])
     assert "footprint ratio 4.00x against FP32" in output
+
+
+@pytest.mark.spec("B6")
+def test_bitwave_evaluation_uses_final_widths():
+    method = narrowing.ControllerNarrowing(controller.bitwave_config(warmup_steps=5, period=2))
+    train(short_config(), method=method)
+    recorded = len(method.ledger)
+    x = np.random.default_rng(1).standard_normal((3, 7)).astype(np.float32)
+
+    method.set_training(False)
+    out = method("classifier.1", "activation", Tensor(x))
+    method.set_training(True)
+
+    expected = narrow(x, method.state.exponent_bits, method.state.mantissa_bits)
+    assert np.array_equal(out.data, expected)
+    assert len(method.ledger) == recorded
+
+
+@pytest.mark.spec("Q2", "F1")
+def test_interpolation_counts_ceiling_widths():
+    method = narrowing.QuantumNarrowing(narrowing.QuantumConfig(mode="interpolate"))
+    report = train(short_config(), method=method)
+
+    # Widths in use at step s are those after step s - 1 (the start widths at step 0).
+    in_use = {(0, name, kind): (8.0, 23.0) for name, kind in method.mantissas}
+    for step, name, kind, e, m in method.history:
+        in_use[(step + 1, name, kind)] = (e, m)
+    tensors_seen = 0
+    for step, name, kind, _, stored_e, stored_m in method.ledger.records():
+        e, m = in_use[(step, name, kind)]
+        assert (stored_e, stored_m) == (int(np.ceil(e)), int(np.ceil(m)))
+        tensors_seen += 1
+    assert tensors_seen == 8 * report["steps"]
+
