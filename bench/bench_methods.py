@@ -158,7 +158,8 @@ def time_methods(rounds, methods, args):
              f"| fp32 | 1.00 (median {np.median(fp32_ms):.1f} ms per step) |"]
     for name in methods:
         values = np.asarray(ratios[name])
-        lines.append(f"| {name} | {np.median(values):.2f} ({values.min():.2f}-{values.max():.2f}) |")
+        spread = f"{values.min():.2f}-{values.max():.2f}"
+        lines.append(f"| {name} | {np.median(values):.2f} ({spread}) |")
     return "\n".join(lines)
 
 

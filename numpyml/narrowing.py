@@ -39,9 +39,9 @@ class NarrowingMethod:
     """Base of the narrowing methods: the storage policy, footprint ledger and report.
 
     It implements every hook of :class:`numpyml.methods.Method` without subclassing it, so that
-    ``numpyml.methods`` can import this module to register the methods. Subclasses define ``widths(key)``, the widths of a training step, and may override
-    ``final_widths``, ``narrow_for_training`` and ``after_step``. ``key`` is
-    ``(layer_name, kind)``.
+    ``numpyml.methods`` can import this module to register the methods. Subclasses define
+    ``widths(key)``, the widths of a training step, and may override ``final_widths``,
+    ``narrow_for_training`` and ``after_step``. ``key`` is ``(layer_name, kind)``.
     """
 
     def __init__(self, rounding="nearest_even"):
@@ -53,8 +53,8 @@ class NarrowingMethod:
         self.step = 0
         self.training = True
         self.out_dir = None
+        # rows (step, layer_name, kind, exponent_bits, mantissa_bits): the widths after each step
         self.history = []
-        """rows (step, layer_name, kind, exponent_bits, mantissa_bits) of the widths in use"""
 
     def attach(self, model, config):
         self.rng = np.random.default_rng([config.seed, NARROWING_STREAM])

@@ -218,7 +218,7 @@ def footprint_penalty(elements, exponent_bits, mantissa_bits, gamma):
 
 
 def width_lr(step, fast_lr=0.5, fast_steps=60, lr=0.1):
-    """Return the width learning rate at ``step``: ``fast_lr`` for ``fast_steps`` steps, then ``lr``.
+    """Return the width learning rate: ``fast_lr`` for ``fast_steps`` steps, then ``lr``.
 
     The widths start at (23, 8), so over a short run the whole-run footprint depends mostly on
     how fast they come down. The high rate brings them down within tens of steps. The lower rate
