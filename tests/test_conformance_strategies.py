@@ -101,3 +101,49 @@ def test_noise_strategy_reaches_threshold():
 def test_max_anchor_cases_keep_anchor_max():
     case = find(quantize_cases("fp32", anchor_max=True), lambda c: True, settings=SEARCH)
     assert case.anchor == "max"
+
+
+def widths_path(case):
+    from conformance.suites.bitwave import SpecController
+
+    config, losses, lrs = case
+    model = SpecController(config)
+    return [model.update(loss, lr) for loss, lr in zip(losses, lrs)]
+
+
+def narrows_then_widens(case):
+    path = widths_path(case)
+    narrowed = [i for i in range(1, len(path)) if sum(path[i]) < sum(path[i - 1])]
+    return bool(narrowed) and any(sum(path[i]) > sum(path[i - 1])
+                                  for i in range(narrowed[0] + 1, len(path)))
+
+
+def narrows_exponent(case):
+    path = widths_path(case)
+    return any(path[i][0] < path[i - 1][0] for i in range(1, len(path)))
+
+
+def has_non_finite_loss(case):
+    return any(loss != loss or loss in (float("inf"), float("-inf")) for loss in case[1])
+
+
+def has_learning_rate_drop(case):
+    return len(set(case[2])) > 1
+
+
+TRAJECTORY_CASES = [
+    ("narrow then widen", narrows_then_widens),
+    ("exponent narrowed", narrows_exponent),
+    ("non-finite loss", has_non_finite_loss),
+    ("learning rate drop", has_learning_rate_drop),
+]
+
+
+@pytest.mark.spec("B2", "B3", "B4", "B5")
+@pytest.mark.parametrize(("name", "predicate"), TRAJECTORY_CASES,
+                         ids=[c[0] for c in TRAJECTORY_CASES])
+def test_trajectory_strategy_reaches(name, predicate):
+    from conformance.suites.bitwave import trajectories
+
+    case = find(trajectories(), predicate, settings=SEARCH)
+    assert predicate(case)

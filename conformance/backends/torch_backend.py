@@ -137,6 +137,7 @@ class TorchBackend(BaseBackend):
         w = Window(container, anchor)
         e, m = container.exponent_bits, container.mantissa_bits
         flat = torch.from_numpy(codes.reshape(-1).astype(np.int64))
+
         exponent_code = (flat >> m) & (2**e - 1)
         mantissa = flat & (2**m - 1)
         all_ones = exponent_code == 2**e - 1
@@ -147,6 +148,7 @@ class TorchBackend(BaseBackend):
             is_nan = all_ones & (mantissa == 2**m - 1)
         else:
             is_nan = torch.zeros_like(all_ones)
+
         normal = exponent_code > 0
         kept = torch.where(normal, mantissa + (1 << m), mantissa)
         lsb = torch.where(normal, exponent_code - w.bias, torch.full_like(flat, w.emin)) - m
@@ -157,6 +159,7 @@ class TorchBackend(BaseBackend):
         invalid |= ~representable & ~(is_nan | is_inf)
         if bool(invalid.any()):
             self._raise_first(invalid, flat, "decode: a code that encode never emits (C20)")
+
         out = torch.where(kept == 0, torch.zeros_like(flat), self._fp32_bits(kept, lsb))
         out = torch.where(is_inf, torch.full_like(out, INF), out)
         out = torch.where(is_nan, torch.full_like(out, QUIET_NAN), out)
