@@ -25,7 +25,6 @@ TABLE_RULE = re.compile(r"^\| ([A-Z]{1,2}\d+) \| ([^|]*)\|", re.MULTILINE)
 # Rules that no check or test covers yet, each with the reason. The coverage test fails when a
 # rule outside this list is uncovered, and when a rule in it becomes covered.
 KNOWN_GAPS = {
-    "B6": "no test checks the widths that evaluation applies after BitChop or BitWave training",
     "TX1": "tests/test_onnx_export.py checks it but marks the test with the id 'T'",
 }
 
