@@ -129,6 +129,7 @@ class BaseBackend:
 BUILTIN = {
     "numpy": "conformance.backends.numpy_backend:NumpyBackend",
     "onnx-reference": "conformance.backends.onnx_backend:OnnxReferenceBackend",
+    "onnx-function": "conformance.backends.onnx_backend:OnnxFunctionBackend",
     "onnxruntime": "conformance.backends.onnx_backend:OnnxRuntimeBackend",
     "torch": "conformance.backends.torch_backend:TorchBackend",
 }

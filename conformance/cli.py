@@ -25,8 +25,8 @@ def register(subparsers):
     parser.add_argument("action", nargs="?", choices=("run", "vectors"), default="run",
                         help="run the suites (default), or check or write the golden vectors")
     parser.add_argument("--backend", default="numpy",
-                        help="numpy, onnx-reference, onnxruntime, torch, or module:factory "
-                             "(default: numpy)")
+                        help="numpy, onnx-reference, onnx-function, onnxruntime, torch, or "
+                             "module:factory (default: numpy)")
     parser.add_argument("--suite", default=",".join(SUITES),
                         help=f"comma-separated suites to run (default: {','.join(SUITES)})")
     parser.add_argument("--examples", type=int, default=100,

@@ -11,7 +11,8 @@ from conformance.backends.numpy_backend import NumpyBackend
 from conformance.runner import FAILED, NOT_IMPLEMENTED, PASSED, run_checks
 
 # Inputs per property: the fast profile keeps the whole file near a minute on 2 cores.
-FAST_EXAMPLES = {"numpy": 40, "onnx-reference": 20, "onnxruntime": 20, "torch": 30}
+FAST_EXAMPLES = {"numpy": 40, "onnx-reference": 20, "onnx-function": 20, "onnxruntime": 20,
+                 "torch": 30}
 DEEP_EXAMPLES = 1000
 SUITES = ["containers", "gecko", "bitlength", "bitwave"]
 # The checks a quantize-only backend runs; the others need capabilities the mutants lack.
