@@ -295,14 +295,22 @@ class QuantumNarrowing(NarrowingMethod):
         """Return γ · Σ_t w_t (1 + e_t + m_t) over the tensors stored in this step."""
         if not self.training or not self._step_elements:
             return None
-        total = sum(self._step_elements.values())
+        keys = list(self._step_elements)
         gamma = bitlength.gamma_at(self.step, self.config.gamma, self.config.gamma_warmup_steps)
-        penalty = None
-        for key, elements in self._step_elements.items():
-            bits = 1.0 + self.exponents[key] + self.mantissas[key]
-            term = (gamma * elements / total) * bits
-            penalty = term if penalty is None else penalty + term
-        return penalty
+        exponents = [self.exponents[key] for key in keys]
+        mantissas = [self.mantissas[key] for key in keys]
+        value, grad_e, grad_m = bitlength.footprint_penalty(
+            [self._step_elements[key] for key in keys],
+            [float(e.data) for e in exponents], [float(m.data) for m in mantissas], gamma)
+
+        # One op for the whole term: a graph of small additions per tensor would cost about as
+        # much time per step as narrowing a tensor.
+        def vjp(grad_output):
+            scale = float(grad_output)
+            return (*(np.float64(scale * g) for g in grad_e),
+                    *(np.float64(scale * g) for g in grad_m))
+
+        return custom_op(exponents + mantissas, np.float32(value), vjp, name="footprint_penalty")
 
     def after_step(self, step, loss, learning_rate):
         config = self.config
