@@ -4,6 +4,7 @@
     sfp conformance --backend onnxruntime --suite containers --examples 500 --report out.json
     sfp conformance --backend mypackage.backend:make_backend
     sfp conformance vectors [--write]
+    sfp conformance coverage [--write]
 
 The exit status is 0 when nothing failed, 1 when a check failed, 2 for a usage error.
 """
@@ -22,8 +23,10 @@ def register(subparsers):
         "conformance", help="check a backend against SPEC.md",
         description="Run the conformance suites on a backend and report per SPEC.md rule.",
     )
-    parser.add_argument("action", nargs="?", choices=("run", "vectors"), default="run",
-                        help="run the suites (default), or check or write the golden vectors")
+    parser.add_argument("action", nargs="?", choices=("run", "vectors", "coverage"),
+                        default="run",
+                        help="run the suites (default), or check or write the golden vectors "
+                             "or docs/coverage.md")
     parser.add_argument("--backend", default="numpy",
                         help="numpy, onnx-reference, onnx-function, onnxruntime, torch, or "
                              "module:factory (default: numpy)")
@@ -33,15 +36,17 @@ def register(subparsers):
                         help="inputs per property check (default: 100)")
     parser.add_argument("--report", metavar="FILE", help="write the results as JSON to FILE")
     parser.add_argument("--write", action="store_true",
-                        help="with 'vectors': regenerate the vector files instead of checking")
+                        help="with 'vectors' or 'coverage': regenerate the files instead of "
+                             "checking them")
     parser.set_defaults(run=run)
 
 
 def run(args):
-    if args.action == "vectors":
-        from conformance import vectors
+    if args.action in ("vectors", "coverage"):
+        from conformance import coverage, vectors
 
-        return vectors.main(["--write"] if args.write else [])
+        module = vectors if args.action == "vectors" else coverage
+        return module.main(["--write"] if args.write else [])
     from conformance.backend import BackendUnavailable, load_backend
     from conformance.runner import run_checks
 

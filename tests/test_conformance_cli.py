@@ -56,3 +56,8 @@ def test_cli_rejects_unknown_backend(capsys):
 def test_cli_checks_vectors(capsys):
     assert sfp.main(["conformance", "vectors"]) == 0
     assert "up to date" in capsys.readouterr().out
+
+
+def test_cli_checks_coverage_table(capsys):
+    assert sfp.main(["conformance", "coverage"]) == 0
+    assert "up to date" in capsys.readouterr().out
