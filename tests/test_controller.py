@@ -193,3 +193,12 @@ def test_narrow_step_removes_several_bits():
 def test_invalid_config_raises(override):
     with pytest.raises(ValueError, match="controller config"):
         bitwave_config(**override)
+
+
+@pytest.mark.spec("B5")
+def test_fast_decaying_lr_takes_no_decisions():
+    # Each step moves the rate by 20%, more than lr_tolerance, so every step restarts R.
+    lrs = [1e-3 * 0.8**t for t in range(100)]
+    state, decisions = run(bitwave_config(warmup_steps=0), falling_losses(100), lrs)
+    assert set(decisions[1:]) == {"reset"}
+    assert (state.mantissa_bits, state.exponent_bits) == (7, 8)
