@@ -1,10 +1,10 @@
 """Exact rational oracle for SPEC.md section C, written from the rules and independent of reference/.
 
 Every value is a ``fractions.Fraction``. The oracle decodes FP32 bit patterns to exact
-rationals, builds the container's grid from its parameters (C2, C5), picks a grid point by the
-rounding rule (C7-C10), applies underflow, overflow and NaN rules (C12-C14), and encodes the
-result back to FP32 bits. It reads only the parameter fields of a Container, never its derived
-properties, and it works on one scalar at a time: clarity over speed.
+rationals and builds the container's grid from its parameters (C2, C5). It picks a grid point
+by the rounding rule (C7-C10), applies the underflow, overflow and NaN rules (C12-C14), and
+encodes the result back to FP32 bits. It reads only the parameter fields of a Container, never
+its derived properties, and it works on one scalar at a time, for clarity over speed.
 """
 
 from dataclasses import dataclass
@@ -105,7 +105,8 @@ def fp32_encode(magnitude, sign):
     if exponent >= -126:
         scaled = magnitude / TWO ** (exponent - 23)
         field = exponent + 127
-        assert scaled.denominator == 1 and field < 0xFF, magnitude
+        assert scaled.denominator == 1, magnitude
+        assert field < 0xFF, magnitude
         return (sign << 31) | (field << 23) | (scaled.numerator - 2**23)
     scaled = magnitude * 2**149
     assert scaled.denominator == 1, magnitude
