@@ -233,3 +233,34 @@ def test_interpolation_counts_ceiling_widths():
         tensors_seen += 1
     assert tensors_seen == 8 * report["steps"]
 
+
+
+@pytest.mark.spec("F3")
+def test_plots_skipped_without_matplotlib(tmp_path, monkeypatch, caplog):
+    import sys
+
+    from numpyml import report as run_report
+
+    ledger = narrowing.FixedNarrowing().ledger
+    ledger.record(0, "fc", "weight", 10, 8, 7)
+    # A None entry in sys.modules makes "import matplotlib" raise ImportError.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with caplog.at_level("WARNING"):
+        paths = run_report.write_plots(tmp_path, [(0, "fc", "weight", 8, 7)], ledger)
+    assert paths == []
+    assert list(tmp_path.iterdir()) == []
+    assert "matplotlib is not installed" in caplog.text
+
+
+@pytest.mark.spec("F3")
+def test_plots_written_with_matplotlib(tmp_path):
+    pytest.importorskip("matplotlib")
+    from numpyml import report as run_report
+
+    ledger = narrowing.FixedNarrowing().ledger
+    ledger.record(0, "fc", "weight", 10, 8, 7)
+    ledger.record(1, "fc", "weight", 10, 4, 3)
+    history = [(0, "fc", "weight", 8, 7), (1, "fc", "weight", 4, 3)]
+    paths = run_report.write_plots(tmp_path, history, ledger)
+    assert sorted(p.name for p in paths) == ["bitlengths.png", "footprint.png"]
+    assert all(p.stat().st_size > 0 for p in paths)
