@@ -5,7 +5,8 @@ ReferenceEvaluator, which check their inputs and raise ValueError as SPEC.md req
 ``onnx-function`` expands the standard-op function bodies in ReferenceEvaluator instead, and
 ``onnxruntime`` runs the same bodies in ONNX Runtime. A function body cannot raise, so these two
 declare neither ``quantize.errors`` nor ``codes.errors``. ``NarrowEncode`` returns uint32 codes,
-which the adapter narrows to the dtype of C17. BF16 tensors need ml_dtypes for their numpy type;
+which the adapter narrows to the dtype of C17. ``onnx-reference`` also packs and unpacks Gecko
+tensors with ``GeckoEncode`` and ``GeckoDecode``, which have kernels only. BF16 tensors need ml_dtypes for their numpy type;
 without it the backends do not declare ``quantize.bf16``.
 """
 
@@ -126,12 +127,74 @@ class OnnxReferenceBackend(_NarrowBackend):
     """``Narrow`` in ``onnx.reference.ReferenceEvaluator`` with the ``OpRun`` kernel."""
 
     name = "onnx-reference"
-    capabilities = frozenset(QUANTIZE | {"quantize.errors", "codes.errors"})
+    capabilities = frozenset(QUANTIZE | {"quantize.errors", "codes.errors", "gecko.pack"})
     code_runner = "kernel"
+
+    def pack(self, x, container, *, anchor=None, mode="fixed", group_size=32):
+        anchor_mode = "max" if anchor == "max" else "bias" if anchor is None else "input"
+        model = _gecko_encode_model(container, anchor_mode, mode, group_size, x.shape)
+        feeds = {"X": self._to_base(np.ascontiguousarray(x, np.float32), container)}
+        if anchor_mode == "input":
+            feeds["anchor"] = np.array(anchor, np.int64)
+        (stream,) = _EvaluatorSession(model).run(feeds)
+        return np.asarray(stream, np.uint8).tobytes()
+
+    def unpack(self, blob):
+        stream = np.frombuffer(bytes(blob), np.uint8).copy()
+        (values,) = _EvaluatorSession(_gecko_decode_model()).run({"stream": stream})
+        return np.asarray(values, np.float32)
 
     @functools.lru_cache(maxsize=512)
     def _session(self, container, mode, noise):
         return _EvaluatorSession(_model(container, mode, noise))
+
+
+def _gecko_encode_model(container, anchor_mode, mode, group_size, shape):
+    from onnx import TensorProto, helper, numpy_helper
+
+    from onnx_ops import schemas
+    from onnx_ops.model import make_model
+
+    attributes = schemas.attributes_of(container, anchor_mode)
+    given = {k: v for k, v in attributes.items() if v is not None and v != schemas.DEFAULTS[k]}
+    given.update({k: v for k, v in (("mode", mode), ("group_size", group_size))
+                  if v != {"mode": "fixed", "group_size": 32}[k]})
+    element_type = schemas.BASE_ELEMENT_TYPES[container.base]
+    inputs = [helper.make_tensor_value_info("X", element_type, list(shape))]
+    node_inputs = ["X", "exponent_bits", "mantissa_bits", ""]
+    if anchor_mode == "input":
+        inputs.append(helper.make_tensor_value_info("anchor", TensorProto.INT64, []))
+        node_inputs[3] = "anchor"
+    widths = [numpy_helper.from_array(np.array(value, np.int64), name) for name, value in
+              (("exponent_bits", container.exponent_bits),
+               ("mantissa_bits", container.mantissa_bits))]
+    node = helper.make_node("GeckoEncode", node_inputs, ["stream"], domain=schemas.DOMAIN,
+                            **given)
+    graph = helper.make_graph(
+        [node], "gecko_encode", inputs,
+        [helper.make_tensor_value_info("stream", TensorProto.UINT8, [None])], initializer=widths,
+    )
+    return make_model(graph, [])
+
+
+@functools.lru_cache(maxsize=1)
+def _gecko_decode_model():
+    from onnx import TensorProto, helper
+
+    from onnx_ops import schemas
+    from onnx_ops.function_body import OPSET
+    from onnx_ops.model import IR_VERSION
+
+    node = helper.make_node("GeckoDecode", ["stream"], ["Y"], domain=schemas.DOMAIN)
+    graph = helper.make_graph(
+        [node], "gecko_decode", [helper.make_tensor_value_info("stream", TensorProto.UINT8,
+                                                                ["n"])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+    )
+    # The output's rank comes from the stream, and the onnx 1.23 checker, which make_model
+    # runs, rejects an output without a shape; ReferenceEvaluator runs the model unchecked.
+    return helper.make_model(graph, ir_version=IR_VERSION, opset_imports=[
+        helper.make_opsetid("", OPSET), helper.make_opsetid(schemas.DOMAIN, schemas.VERSION)])
 
 
 class OnnxFunctionBackend(_NarrowBackend):
