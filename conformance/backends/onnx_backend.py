@@ -1,4 +1,4 @@
-"""The ``Narrow`` and code operators as backends: in ONNX's ReferenceEvaluator and in ONNX Runtime.
+"""The ONNX operators as backends: in ONNX's ReferenceEvaluator and in ONNX Runtime.
 
 All three run one-node models from ``onnx_ops``. ``onnx-reference`` runs the ``OpRun`` kernels in
 ReferenceEvaluator, which check their inputs and raise ValueError as SPEC.md requires.
@@ -6,8 +6,8 @@ ReferenceEvaluator, which check their inputs and raise ValueError as SPEC.md req
 ``onnxruntime`` runs the same bodies in ONNX Runtime. A function body cannot raise, so these two
 declare neither ``quantize.errors`` nor ``codes.errors``. ``NarrowEncode`` returns uint32 codes,
 which the adapter narrows to the dtype of C17. ``onnx-reference`` also packs and unpacks Gecko
-tensors with ``GeckoEncode`` and ``GeckoDecode``, which have kernels only. BF16 tensors need ml_dtypes for their numpy type;
-without it the backends do not declare ``quantize.bf16``.
+tensors with ``GeckoEncode`` and ``GeckoDecode``, which have kernels only. BF16 tensors need
+ml_dtypes for their numpy type; without it the backends do not declare ``quantize.bf16``.
 """
 
 import functools
