@@ -100,11 +100,11 @@ def test_loss_jump_widens_and_holds():
     assert (state.mantissa_bits, state.exponent_bits) == (1, 4)
 
     # The loss falls clearly again, but the cooldown keeps the widths for 20 steps.
-    held = []
+    decisions_in_cooldown = []
     for loss in falling_losses(15, rate=0.9):
         state, decision = controller.update(state, loss * 1e-3, 1e-3, config)
-        held.append(decision)
-    assert "narrow" not in held
+        decisions_in_cooldown.append(decision)
+    assert "narrow" not in decisions_in_cooldown
     assert (state.mantissa_bits, state.exponent_bits) == (1, 4)
 
 
