@@ -166,7 +166,8 @@ def check_backend(backend, spec=None):
     """Raise ValueError unless ``backend`` has a name and declares only known capabilities."""
     label = spec or getattr(backend, "name", repr(backend))
     if not isinstance(getattr(backend, "name", None), str):
-        raise ValueError(f"backend {label!r}: name must be a str; got {getattr(backend, 'name', None)!r}")
+        name = getattr(backend, "name", None)
+        raise ValueError(f"backend {label!r}: name must be a str; got {name!r}")
     capabilities = getattr(backend, "capabilities", None)
     if not isinstance(capabilities, (set, frozenset)):
         raise ValueError(f"backend {label!r}: capabilities must be a set of names; got "

@@ -45,7 +45,9 @@ class QuantizeCase:
     noise: tuple = None
 
     def __repr__(self):
-        noise = "" if self.noise is None else f", noise=[{', '.join(f'0x{n:08x}' for n in self.noise)}]"
+        noise = ""
+        if self.noise is not None:
+            noise = f", noise=[{', '.join(f'0x{n:08x}' for n in self.noise)}]"
         return (f"QuantizeCase({self.container.name}, anchor={self.anchor!r}, "
                 f"bits=[{', '.join(f'0x{b:08x}' for b in self.bits)}]{noise})")
 
@@ -200,15 +202,16 @@ def stochastic_threshold(bits, grid):
 
 
 @st.composite
-def quantize_cases(draw, base="fp32", roundings=ROUNDINGS, min_size=8, max_size=32, anchor_max=False,
-                   container_pairs=None):
+def quantize_cases(draw, base="fp32", roundings=ROUNDINGS, min_size=8, max_size=32,
+                   anchor_max=False, container_pairs=None):
     """Draw a :class:`QuantizeCase`; stochastic containers get noise aimed at each threshold."""
     if container_pairs is None:
         container, anchor = draw(containers(base, roundings), label="container")
     else:
         container, anchor = draw(container_pairs, label="container")
     grid = oracle.grid_of(container, anchor)
-    bits = draw(st.lists(element_bits(grid, base), min_size=min_size, max_size=max_size), label="x bits")
+    bits = draw(st.lists(element_bits(grid, base), min_size=min_size, max_size=max_size),
+                label="x bits")
     if anchor_max:
         anchor = "max"
     noise = None

@@ -31,7 +31,9 @@ def test_markers_found_on_functions_and_classes(tmp_path):
     found = coverage.test_markers(tmp_path)
     assert found["C1"] == ["test_sample.py::test_one"]
     assert found["C3"] == ["test_sample.py::TestGroup::test_two"]
-    assert sorted(found["G1"]) == ["test_sample.py::TestGroup::test_two", "test_sample.py::test_one"]
+    assert sorted(found["G1"]) == [
+        "test_sample.py::TestGroup::test_two", "test_sample.py::test_one",
+    ]
 
 
 def test_every_builtin_check_names_known_rules():

@@ -70,7 +70,8 @@ class _NarrowBackend(BaseBackend):
     def decode(self, codes, container, *, anchor=None):
         codes = np.asarray(codes)
         if codes.dtype.kind != "u":
-            raise ValueError(f"decode: codes must have an unsigned integer dtype; got {codes.dtype}")
+            raise ValueError(
+                f"decode: codes must have an unsigned integer dtype; got {codes.dtype}")
         values = self._code_op("decode", codes.astype(np.uint32).reshape(-1), container, anchor)
         return np.asarray(values, np.float32).reshape(codes.shape)
 

@@ -196,10 +196,11 @@ def codes_enumeration(backend, examples):
                                codes[valid].astype(dtype), container, anchor=anchor)
         decoded = np.asarray(decoded)
         if decoded.dtype != np.float32:
-            raise Mismatch("C17", "decode must return float32", inputs, "float32", str(decoded.dtype))
+            raise Mismatch("C17", "decode must return float32", inputs, "float32",
+                           str(decoded.dtype))
         actual = decoded.view(np.uint32).tolist()
-        for code, want, got in zip(codes[valid].tolist(), [e for e in expected if e != oracle.ERROR],
-                                   actual):
+        wanted = [e for e in expected if e != oracle.ERROR]
+        for code, want, got in zip(codes[valid].tolist(), wanted, actual):
             if want != got:
                 rule = "C19" if (want & 0x7FFF_FFFF) > oracle.FP32_INF else "C17"
                 raise Mismatch(rule, "decode result differs", dict(inputs, code=hex(code)),
