@@ -132,7 +132,12 @@ class OnnxReferenceBackend(_NarrowBackend):
     code_runner = "kernel"
 
     def pack(self, x, container, *, anchor=None, mode="fixed", group_size=32):
-        anchor_mode = "max" if anchor == "max" else "bias" if anchor is None else "input"
+        if anchor is None:
+            anchor_mode = "bias"
+        elif isinstance(anchor, str):
+            anchor_mode = _anchor_mode(anchor)  # "max", or ValueError for another string
+        else:
+            anchor_mode = "input"
         model = _gecko_encode_model(container, anchor_mode, mode, group_size, x.shape)
         feeds = {"X": self._to_base(np.ascontiguousarray(x, np.float32), container)}
         if anchor_mode == "input":
