@@ -248,8 +248,8 @@ def _max_bits(b, a, e_max, m):
 
     The largest significand is all ones, except with ``fn`` specials and m > 0, where the
     all-ones code is NaN. With e_max < -126 the maximum can fall between float32 subnormals:
-    ``below`` (rounded toward zero) then decides overflow exactly, and ``nearest`` (rounded to
-    nearest even) is the saturation value, as a float32 cast of the maximum gives.
+    ``below`` (rounded toward zero) then decides overflow exactly and is the saturation value.
+    ``nearest`` (rounded to nearest even) is used only by the fast body, where both agree.
     """
     m_u = b.cast(m, UINT32)
     significand = b.op("Sub", b.shift_left(b.u32(2), m_u), b.u32(1), hint="max_significand")
@@ -300,7 +300,8 @@ def _apply_limits(b, a, magnitude, rounded, limits, fast=False):
     hold an overflow or a NaN; the reference raises there, and this body returns the quiet NaN.
     """
     if a["saturate"]:
-        overflow_bits = limits["max_nearest"]
+        # Saturation goes to the largest member that float32 holds (C13), max rounded down.
+        overflow_bits = limits["max_below"]
     elif a["specials"] == "ieee":
         # NOTE: ieee with m = 0 has inf but no NaN, which only matters for NaN inputs below.
         overflow_bits = b.u32(INF_BITS)

@@ -117,6 +117,17 @@ class Container:
         return float(self.max_significand * 2.0 ** (self.max_exponent - self.mantissa_bits))
 
     @property
+    def saturation_value(self):
+        """Largest finite member that the base format holds: the target of saturation.
+
+        It equals ``max_value`` unless the top binade's grid step 2^(max_exponent - m) lies
+        below the base's smallest subnormal (2^-149 for fp32, 2^-133 for bf16). Then it is
+        ``max_value`` rounded down to that subnormal grid, which is still a member.
+        """
+        step = 2.0 ** (BASE_MIN_NORMAL_EXPONENT - BASE_MANTISSA_BITS[self.base])
+        return float(self.max_value // step * step)
+
+    @property
     def min_normal(self):
         """Smallest positive normal value."""
         return 2.0**self.min_exponent

@@ -221,7 +221,7 @@ def _apply_out_of_range(out, out_of_range, container, bits, what):
     if not out_of_range.any():
         return out
     if container.saturate:
-        replacement = np.float32(container.max_value).view(np.uint32)
+        replacement = np.float32(container.saturation_value).view(np.uint32)
     elif container.has_inf:
         replacement = FP32_INF
     elif container.has_nan:

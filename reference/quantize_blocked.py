@@ -38,7 +38,9 @@ class _Plan:
         self.keep_mask = np.uint32((0xFFFF_FFFF << self.dropped) & 0xFFFF_FFFF)
         self.half_minus_one = np.uint32((1 << self.dropped - 1) - 1 if self.dropped else 0)
         self.low_mask = np.uint32((1 << self.dropped) - 1)
-        self.max_bits = np.uint32(np.float32(window.max_value).view(np.uint32))
+        # Inputs are base values, so none lies between saturation_value and max_value, and
+        # magnitudes above these bits are exactly the out-of-range ones.
+        self.max_bits = np.uint32(np.float32(window.saturation_value).view(np.uint32))
         # FP32 magnitude bits of min_normal; 0 when min_normal is below FP32's smallest value.
         if window.min_exponent >= -149:
             self.min_normal_bits = np.uint32(np.float32(window.min_normal).view(np.uint32))

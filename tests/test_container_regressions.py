@@ -7,7 +7,7 @@ different bit pattern.
 import numpy as np
 import pytest
 
-from reference import Container, quantize
+from reference import Container, encode, quantize
 
 E4M3FN = Container.from_name("e4m3fn")
 
@@ -186,3 +186,27 @@ def test_layouts_and_empty_inputs():
     assert scalar.shape == ()
     assert scalar == 1.0
     assert quantize(np.zeros((0, 3), np.float32), container).shape == (0, 3)
+
+
+@pytest.mark.spec("C13", "C18")
+def test_saturation_below_fp32_grid_is_member():
+    # Anchored at -149, e2m1 without subnormals has max 1.1b * 2^-149, which FP32 cannot hold.
+    # Rounding it to nearest gave 2^-148, above the window, and encode rejected the output.
+    container = Container(2, 1, subnormals=False, saturate=True)
+    window = container.with_anchor(-149)
+    assert window.max_value == 1.5 * 2.0**-149
+    assert window.saturation_value == 2.0**-149
+    x = np.float32([1.0, -np.inf, 2.0**-148, 2.0**-149])
+    out = narrow(x, container, anchor=-149)
+    assert bits_of(out) == ["0x1", "0x80000001", "0x1", "0x1"]
+    assert encode(out, container, anchor=-149).tolist() == [4, 12, 4, 4]
+
+
+@pytest.mark.spec("C13")
+def test_saturation_value_rounds_down_to_base_grid():
+    # e3m4 anchored at -131 under base bf16: max 1.1111b * 2^-131 = 31 * 2^-135, and BF16's
+    # smallest subnormal is 2^-133, so the largest BF16 member is 28 * 2^-135 = 7 * 2^-133.
+    window = Container(3, 4, specials="none", saturate=True, base="bf16").with_anchor(-131)
+    assert window.max_value == 31 * 2.0**-135
+    assert window.saturation_value == 7 * 2.0**-133
+    assert Container.from_name("e4m3fn").saturation_value == 448.0
