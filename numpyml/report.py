@@ -4,13 +4,13 @@ The report.json fields written here (documented in docs/report.md):
 
 - ``footprint_ratio_fp32``, ``footprint_ratio_bf16``: the run's stored bits against the same
   stored values at 32 and at 16 bits (SPEC.md F2).
+- ``footprint_ratio_fp32_gecko``, ``footprint_ratio_bf16_gecko``: the same with every stored
+  instance at its Gecko-packed size (SPEC.md F4), or None when no step was packed.
 - ``tensors``: one entry per narrowed tensor with ``name``, ``kind``, ``elements`` (values of
   its largest stored instance), ``mantissa_bits`` and ``exponent_bits`` (the widths applied at
-  evaluation) and its own ``footprint_ratio_fp32``.
+  evaluation), its own ``footprint_ratio_fp32`` and ``footprint_ratio_fp32_gecko``.
 - ``narrow_tensors``: how many tensors ended at 1–2 mantissa bits and at 3–4 exponent bits.
 - ``baseline_test_accuracy`` and ``accuracy_difference`` when an FP32 baseline ran.
-
-A lossless exponent coder adds ``footprint_ratio_fp32_gecko`` beside the plain ratios.
 """
 
 import logging
@@ -40,10 +40,14 @@ def footprint_fields(ledger, final_widths):
             "mantissa_bits": int(mantissa_bits),
             "exponent_bits": int(exponent_bits),
             "footprint_ratio_fp32": tensor.ratio_fp32,
+            "footprint_ratio_fp32_gecko": tensor.ratio_fp32_gecko,
         })
+    packed = ledger.gecko_instances() > 0
     return {
         "footprint_ratio_fp32": ledger.ratio_fp32(),
         "footprint_ratio_bf16": ledger.ratio_bf16(),
+        "footprint_ratio_fp32_gecko": ledger.ratio_fp32_gecko() if packed else None,
+        "footprint_ratio_bf16_gecko": ledger.ratio_bf16_gecko() if packed else None,
         "tensors": tensors,
         "narrow_tensors": {
             "total": len(tensors),
@@ -73,14 +77,18 @@ def format_table(report):
     lines.append(f"footprint ratio {report['footprint_ratio_fp32']:.2f}x against FP32, "
                  f"{report['footprint_ratio_bf16']:.2f}x against BF16 "
                  "(bits of the same values at 32 or 16 bits / stored bits)")
-    if "footprint_ratio_fp32_gecko" in report:
-        lines.append(f"footprint ratio with coded exponents "
-                     f"{report['footprint_ratio_fp32_gecko']:.2f}x against FP32")
-    lines.append(f"{'tensor':<24} {'kind':<10} {'elements':>9} {'e':>2} {'m':>2} {'vs FP32':>8}")
+    if report.get("footprint_ratio_fp32_gecko") is not None:
+        lines.append(f"with Gecko {report['footprint_ratio_fp32_gecko']:.2f}x against FP32, "
+                     f"{report['footprint_ratio_bf16_gecko']:.2f}x against BF16 "
+                     f"(stored tensors packed every {report['gecko_every']} steps)")
+    lines.append(f"{'tensor':<24} {'kind':<10} {'elements':>9} {'e':>2} {'m':>2} {'vs FP32':>8} "
+                 f"{'with Gecko':>10}")
     for tensor in report["tensors"]:
+        gecko = tensor.get("footprint_ratio_fp32_gecko")
+        gecko_text = "-" if gecko is None else f"{gecko:.2f}x"
         lines.append(f"{tensor['name']:<24} {tensor['kind']:<10} {tensor['elements']:>9} "
                      f"{tensor['exponent_bits']:>2} {tensor['mantissa_bits']:>2} "
-                     f"{tensor['footprint_ratio_fp32']:>7.2f}x")
+                     f"{tensor['footprint_ratio_fp32']:>7.2f}x {gecko_text:>10}")
     narrow = report["narrow_tensors"]
     lines.append(f"{narrow['mantissa_1_to_2']} of {narrow['total']} tensors end at 1-2 mantissa "
                  f"bits, {narrow['exponent_3_to_4']} of {narrow['total']} at 3-4 exponent bits")
@@ -134,7 +142,11 @@ def _plot_footprint(plt, path, ledger):
         return None
     steps, stored, fp32 = ledger.per_step_bits()
     figure, axes = plt.subplots(figsize=(8, 3.5))
-    axes.plot(steps, stored / (fp32 / 32.0), label="stored bits per value", linewidth=1)
+    values = fp32 / 32.0
+    axes.plot(steps, stored / values, label="stored bits per value", linewidth=1)
+    if ledger.gecko_instances() > 0:
+        _, gecko = ledger.per_step_gecko_bits()
+        axes.plot(steps, gecko / values, label="with Gecko", linewidth=1)
     axes.axhline(16, color="gray", linestyle="--", linewidth=1, label="BF16")
     axes.set_ylim(0, 33)
     axes.set_xlabel("training step")

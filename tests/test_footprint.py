@@ -75,14 +75,84 @@ def test_fp32_widths_give_ratio_one():
 
 
 @pytest.mark.spec("F4")
-def test_coded_exponent_bits_change_only_coded_ratio():
+def test_gecko_sizes_leave_plain_ratios():
     ledger = FootprintLedger()
     ledger.record(0, "fc1", "weight", 100, 4, 1)                       # 600 bits
-    ledger.record(1, "fc1", "weight", 100, 4, 1, coded_exponent_bits=250)
-    assert ledger.total_bits() == 1200
-    assert ledger.ratio_fp32() == 32 * 200 / 1200
-    # coded: 600 for the plain instance, 100 * (1 + 1) + 250 = 450 for the coded one
-    assert ledger.ratio_fp32_coded() == 32 * 200 / 1050
+    ledger.record_gecko(0, "fc1", "weight", 450)
+    assert ledger.total_bits() == 600
+    assert ledger.ratio_fp32() == 32 * 100 / 600
+    assert ledger.ratio_fp32_gecko() == 32 * 100 / 450
+    assert ledger.ratio_bf16_gecko() == 16 * 100 / 450
+
+
+@pytest.mark.spec("F4")
+def test_unsampled_instances_take_latest_ratio():
+    ledger = FootprintLedger()
+    # fc1 weight: plain 600 bits per step; packed at steps 0 (300 bits) and 2 (450 bits).
+    # fc1 activation: first stored at step 1, packed at step 2 only (ratio 0.5).
+    for step in range(4):
+        ledger.record(step, "fc1", "weight", 100, 4, 1)
+        if step == 0:
+            ledger.record_gecko(step, "fc1", "weight", 300)
+        if step == 2:
+            ledger.record_gecko(step, "fc1", "weight", 450)
+        if step >= 1:
+            ledger.record(step, "fc1", "activation", 10 * step, 2, 1)   # 40 bits per 10 values
+            if step == 2:
+                ledger.record_gecko(step, "fc1", "activation", 40)
+
+    weight = 300 + 600 * 0.5 + 450 + 600 * 0.75
+    activation = 40 * 0.5 + 40 + 120 * 0.5
+    assert ledger.total_gecko_bits() == weight + activation
+    assert ledger.gecko_instances() == 3
+    by_name = {t.kind: t for t in ledger.tensors()}
+    assert by_name["weight"].gecko_bits == weight
+    assert by_name["weight"].gecko_instances == 2
+    assert by_name["activation"].gecko_bits == activation
+    assert by_name["activation"].ratio_fp32_gecko == 32 * 60 / activation
+    steps, gecko = ledger.per_step_gecko_bits()
+    assert steps.tolist() == [0, 1, 2, 3]
+    assert gecko.tolist() == [300, 300 + 20, 450 + 40, 450 + 60]
+
+
+@pytest.mark.spec("F4")
+def test_unsampled_tensor_keeps_plain_bits():
+    ledger = FootprintLedger()
+    ledger.record(0, "fc1", "weight", 100, 4, 1)
+    ledger.record_gecko(0, "fc1", "weight", 500)
+    ledger.record(0, "fc2", "weight", 50, 3, 0)                        # 200 bits, never packed
+    assert ledger.total_gecko_bits() == 700
+    fc2 = ledger.tensors()[1]
+    assert fc2.gecko_instances == 0
+    assert fc2.ratio_fp32_gecko is None
+
+
+@pytest.mark.spec("F4")
+@given(records=st.lists(record_strategy, min_size=1, max_size=40), data=st.data())
+def test_gecko_every_record_sums_exactly(records, data):
+    ledger = FootprintLedger()
+    expected = 0
+    for record in records:
+        ledger.record(*record)
+        gecko_bits = data.draw(st.integers(1, 10**9), label="gecko bits")
+        ledger.record_gecko(record[0], record[1], record[2], gecko_bits)
+        expected += gecko_bits
+    assert ledger.total_gecko_bits() == expected
+    assert sum(t.gecko_bits for t in ledger.tensors()) == expected
+
+
+@pytest.mark.spec("F4")
+def test_gecko_size_needs_its_record():
+    ledger = FootprintLedger()
+    with pytest.raises(ValueError, match="record the instance"):
+        ledger.record_gecko(0, "fc1", "weight", 100)
+    ledger.record(0, "fc1", "weight", 100, 4, 1)
+    with pytest.raises(ValueError, match="at step 1 with record"):
+        ledger.record_gecko(1, "fc1", "weight", 100)
+    with pytest.raises(ValueError, match="positive number of bits"):
+        ledger.record_gecko(0, "fc1", "weight", 0)
+    with pytest.raises(ValueError, match="at least one measured"):
+        ledger.ratio_fp32_gecko()
 
 
 @pytest.mark.spec("F2")
