@@ -36,8 +36,9 @@ ROUNDINGS = ("nearest_even", "toward_zero", "stochastic")
 # and batch order.
 NARROWING_STREAM = 0x5F9
 # Packing the eight stored tensors of the digits CNN costs about 10 ms of CPU per step, more
-# than a quantum training step (8 ms), on a 2-core x86_64 machine. Packing one step in 20 adds
-# about 4% to the main job (FP32 baseline, then quantum) and 10% to a bitwave run alone.
+# than a quantum training step (8 ms), on a 2-core x86_64 machine. Packing one step in 20 added
+# 5% CPU time to the main job (FP32 baseline, then quantum), 7% to quantum alone and 9% to
+# bitwave alone (docs/benchmarks.md, "Gecko in training").
 DEFAULT_GECKO_EVERY = 20
 
 
