@@ -90,18 +90,27 @@ def _function_section():
     lines = [
         "## Function body of Narrow", "",
         "One body per attribute set, told apart by the function's `overload` name (IR version "
-        "10). The container's scalars are computed once; the element-wise part runs by `Scan` "
-        "over rows of cache-sized chunks. Standard operators per row in the default body "
+        "10). The container's scalars are computed once. The bf16 container on float32 input "
+        "is narrowed by a Cast to bfloat16 and back; otherwise the element-wise part runs by "
+        "`Scan` over rows of cache-sized chunks. Standard operators per row in the default body "
         "(float32, bias, nearest even, the float-addition branch), without constants:", "",
     ]
     function = function_body.narrow_function({})
-    branches = [attribute.g for node in function.node if node.op_type == "If"
-                for attribute in node.attribute if attribute.name == "then_branch"]
-    scan = next(n for branch in branches for n in branch.node if n.op_type == "Scan")
+    scan = next(node for graph_name, node in _nodes_in(function.node, "narrow")
+                if graph_name == "then_narrow" and node.op_type == "Scan")
     row_nodes = scan.attribute[0].g.node
     counts = collections.Counter(n.op_type for n in row_nodes if n.op_type != "Constant")
     lines.append(", ".join(f"{op} x{count}" for op, count in sorted(counts.items())))
     return "\n".join(lines) + "\n"
+
+
+def _nodes_in(nodes, graph_name):
+    """Yield (name of the enclosing graph, node) for ``nodes`` and every node of their subgraphs."""
+    for node in nodes:
+        yield graph_name, node
+        for attribute in node.attribute:
+            if attribute.type == attribute.GRAPH:
+                yield from _nodes_in(attribute.g.node, attribute.g.name)
 
 
 def _examples_section():

@@ -15,7 +15,7 @@ A body is specialised to one set of attributes; models tell the sets apart by th
 import numpy as np
 from onnx import TensorProto, helper
 
-from onnx_ops import chunks, fast_body, integer_rounding, schemas
+from onnx_ops import cast_body, chunks, fast_body, integer_rounding, schemas
 from onnx_ops.graph_builder import INT32, UINT32, NodeBuilder
 
 OPSET = 26
@@ -41,7 +41,8 @@ def overload_name(attributes):
 def narrow_function(attributes, chunk=chunks.CHUNK):
     """Build the FunctionProto of ``Narrow`` for one set of node attributes.
 
-    The scalars of the container (exponent range, largest value) are computed once. The
+    The scalars of the container (exponent range, largest value) are computed once. Where
+    ``cast_body`` finds the bf16 container, an ``If`` narrows by a Cast round trip. Otherwise the
     element-wise body runs by ``Scan`` over rows of ``chunk`` values, so that its intermediates
     stay in cache. With nearest-even rounding an ``If`` on those scalars picks the float
     addition body of ``fast_body`` where it is exact, and the integer body elsewhere.
@@ -51,10 +52,29 @@ def narrow_function(attributes, chunk=chunks.CHUNK):
     e = b.cast("exponent_bits", INT32)
     m = b.cast("mantissa_bits", INT32)
     element_type = schemas.BASE_ELEMENT_TYPES[a["base"]]
-    rows, count, aligned = chunks.flat_rows(b, "X", chunk, element_type)
-    largest = _largest_finite(b, a, rows, chunk) if a["anchor_mode"] == "max" else None
+    largest = _largest_finite(b, a, chunk) if a["anchor_mode"] == "max" else None
     limits = _exponent_limits(b, a, e, m, largest)
+    if not cast_body.applies(a):
+        _narrow_rows(b, a, m, limits, chunk, "Y")
+    else:
+        rows = NodeBuilder("rows_")
+        _narrow_rows(rows, a, m, limits, chunk, "rows_y")
+        by_rows = helper.make_graph(rows.nodes, "narrow_rows", [],
+                                    [helper.make_tensor_value_info("rows_y", element_type, None)])
+        by_cast = cast_body.branch("X", "cast_y")
+        condition = cast_body.condition(b, m, limits["e_min"], limits["e_max"])
+        b.nodes.append(helper.make_node("If", [condition], ["Y"], then_branch=by_cast,
+                                        else_branch=by_rows))
+    return helper.make_function(
+        schemas.DOMAIN, "Narrow", list(INPUTS), ["Y"], b.nodes,
+        [helper.make_opsetid("", OPSET)], overload=overload_name(attributes),
+    )
 
+
+def _narrow_rows(b, a, m, limits, chunk, output):
+    """Add the nodes that narrow X row by row with ``Scan`` and write ``output``."""
+    element_type = schemas.BASE_ELEMENT_TYPES[a["base"]]
+    rows, count, aligned = chunks.flat_rows(b, "X", chunk, element_type)
     body_inputs = [_row_info("x_row", a, chunk)]
     scan_inputs = [rows]
     if a["rounding"] == "stochastic":
@@ -67,11 +87,7 @@ def narrow_function(attributes, chunk=chunks.CHUNK):
         narrowed = _scan_if(b, limits["fast_condition"], fast, general, scan_inputs, a, chunk)
     else:
         narrowed = chunks.scan_rows(b, general, scan_inputs, ["y_rows"])[0]
-    chunks.unflatten(b, narrowed, count, aligned, "X", "Y", element_type)
-    return helper.make_function(
-        schemas.DOMAIN, "Narrow", list(INPUTS), ["Y"], b.nodes,
-        [helper.make_opsetid("", OPSET)], overload=overload_name(attributes),
-    )
+    chunks.unflatten(b, narrowed, count, aligned, "X", output, element_type)
 
 
 def _scan_if(b, condition, then_body, else_body, scan_inputs, a, chunk):
@@ -127,19 +143,21 @@ def _element_body(a, m, limits, inputs, chunk, fast):
     return helper.make_graph(b.nodes, "narrow_row", inputs, [_row_info("y_row", a, chunk)])
 
 
-def _largest_finite(b, a, rows, chunk):
+def _largest_finite(b, a, chunk):
     """Return the largest finite magnitude (uint32 bits, 0-d) over all rows.
 
     The largest magnitude of all, by float Abs and an int32 ReduceMax, is the result unless it
     is inf or NaN. Only then does an ``If`` run the slower Scan that skips non-finite values.
     """
-    value = rows if a["base"] == "fp32" else b.cast(rows, TensorProto.FLOAT)
+    value = "X" if a["base"] == "fp32" else b.cast("X", TensorProto.FLOAT)
     magnitude = b.op("BitCast", b.op("Abs", value), to=INT32)
     largest = b.op("ReduceMax", magnitude, keepdims=0, hint="largest_magnitude")
     finite = b.op("Less", largest, b.i32(INF_BITS))
     quick = NodeBuilder(b.fresh("quick_"))
     quick_largest = quick.op("Identity", largest)
     scanned = NodeBuilder(b.fresh("scanned_"))
+    element_type = schemas.BASE_ELEMENT_TYPES[a["base"]]
+    rows, _, _ = chunks.flat_rows(scanned, "X", chunk, element_type)
     scanned_largest = _largest_finite_by_scan(scanned, a, rows, chunk)
     outputs = [(quick, quick_largest), (scanned, scanned_largest)]
     then_branch, else_branch = [
@@ -195,7 +213,8 @@ def _exponent_limits(b, a, e, m, largest):
         e_max = _anchor(b, a, m, largest, b.op("Sub", top_code, bias))
     e_min = b.op("Sub", e_max, b.op("Sub", top_code, b.i32(1)), hint="e_min")
     max_below, max_nearest = _max_bits(b, a, e_max, m)
-    limits = {"e_min": e_min, "max_below": max_below, "max_nearest": max_nearest}
+    limits = {"e_min": e_min, "e_max": e_max, "max_below": max_below,
+              "max_nearest": max_nearest}
     if integer_rounding.has_fast_rounding(a):
         limits["fast"] = integer_rounding.fast_rounding_scalars(b, e_min, m)
     if a["rounding"] == "nearest_even":

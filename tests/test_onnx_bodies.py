@@ -1,0 +1,83 @@
+"""The bf16 Cast body of Narrow: where it is chosen, and bit equality on float32 ties."""
+
+import numpy as np
+import pytest
+
+from onnx_ops import function_body
+from onnx_ops.backends import BACKENDS, narrow
+
+# ReferenceEvaluator warns about the inf - inf that the other bodies compute on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning:onnx.reference")
+
+BF16_ATTRIBUTES = {}  # e = 8, m = 7 with the defaults is the bf16 container
+
+
+def cast_branches(function):
+    """Return the If branches of ``function`` that Cast to bfloat16 and back."""
+    branches = []
+    for node in function.node:
+        for attribute in node.attribute:
+            graph = attribute.g
+            if attribute.name == "then_branch" and graph.name == "bf16_cast":
+                branches.append(graph)
+    return branches
+
+
+def float32_near_bf16_ties(seed):
+    """Return float32 values whose low 16 bits sit at, just below and just above a bf16 tie.
+
+    Every exponent is covered, so are subnormals, zero, the largest finite values, inf and
+    NaN payloads, both signs, and random bits.
+    """
+    high = np.arange(2**16, dtype=np.uint32) << 16
+    low = np.array([0, 1, 0x7FFF, 0x8000, 0x8001, 0xFFFF], np.uint32)
+    structured = (high[:, None] | low[None, :]).ravel()
+    rng = np.random.default_rng(seed)
+    random_bits = rng.integers(0, 2**32, 2**16, dtype=np.uint32)
+    return np.concatenate([structured, random_bits]).view(np.float32)
+
+
+@pytest.mark.spec("X4")
+def test_bf16_container_has_cast_branch():
+    function = function_body.narrow_function(BF16_ATTRIBUTES)
+    branches = cast_branches(function)
+    assert len(branches) == 1
+    casts = [(node.op_type, node.attribute[0].i) for node in branches[0].node]
+    assert casts == [("Cast", 16), ("Cast", 1)]  # BFLOAT16, then FLOAT
+
+
+@pytest.mark.spec("X4")
+@pytest.mark.parametrize("attributes", [
+    {"base": "bf16"}, {"saturate": 1}, {"specials": "fn"}, {"subnormals": 0},
+    {"rounding": "toward_zero"},
+])
+def test_other_attribute_sets_have_no_cast_branch(attributes):
+    assert cast_branches(function_body.narrow_function(attributes)) == []
+
+
+@pytest.mark.spec("X2", "X4")
+def test_bf16_container_matches_reference_near_ties():
+    x = float32_near_bf16_ties(seed=0)
+    want = narrow("reference", x, BF16_ATTRIBUTES, 8, 7).view(np.uint32)
+    for backend in BACKENDS[1:]:
+        got = narrow(backend, x, BF16_ATTRIBUTES, 8, 7).view(np.uint32)
+        bad = np.flatnonzero(got != want)
+        assert bad.size == 0, (
+            f"{backend}: {bad.size} elements differ; first x=0x{x.view(np.uint32)[bad[0]]:x}: "
+            f"want 0x{want[bad[0]]:x}, got 0x{got[bad[0]]:x}"
+        )
+
+
+@pytest.mark.spec("X2", "X4")
+@pytest.mark.parametrize("anchor", [127, 126])
+def test_anchored_e8m7_matches_reference_near_ties(anchor):
+    # Anchor 127 is the bf16 container and takes the Cast branch; 126 must not.
+    attributes = {"anchor_mode": "input"}
+    x = float32_near_bf16_ties(seed=1)
+    want = narrow("reference", x, attributes, 8, 7, anchor=anchor).view(np.uint32)
+    got = narrow("onnxruntime", x, attributes, 8, 7, anchor=anchor).view(np.uint32)
+    bad = np.flatnonzero(got != want)
+    assert bad.size == 0, (
+        f"{bad.size} elements differ; first x=0x{x.view(np.uint32)[bad[0]]:x}: "
+        f"want 0x{want[bad[0]]:x}, got 0x{got[bad[0]]:x}"
+    )
