@@ -107,7 +107,15 @@ class NarrowingMethod:
             return
         container = bitlength.training_container(exponent_bits, mantissa_bits, self.rounding)
         anchor = max_anchor(source, container)
-        sizes = gecko.encoded_bits(stored, container, anchor=anchor, mode="fixed")
+        try:
+            sizes = gecko.encoded_bits(stored, container, anchor=anchor, mode="fixed")
+        except ValueError as error:
+            # A stored value outside the container is a quantizer bug. The run keeps going
+            # without this sample, so the tensor's other samples stand in for it (SPEC.md F4).
+            logger.warning("step %d: Gecko packing of %s %s at e=%d m=%d failed, so the "
+                           "sample is skipped: %s", self.step, key[0], key[1], exponent_bits,
+                           mantissa_bits, error)
+            return
         self.ledger.record_gecko(self.step, key[0], key[1], sizes["total_bits"])
 
     def widths(self, key):

@@ -177,14 +177,14 @@ def test_fixed_widths_pack_stored_values():
 
 
 @pytest.mark.spec("F4")
-def test_report_carries_gecko_keys(every_third_step, tmp_path):
+def test_report_carries_gecko_keys(every_third_step):
     method, report = every_third_step
     assert report["gecko_every"] == 3
     assert report["footprint_ratio_fp32_gecko"] == method.ledger.ratio_fp32_gecko()
     assert report["footprint_ratio_bf16_gecko"] == report["footprint_ratio_fp32_gecko"] / 2
     for tensor, totals in zip(report["tensors"], method.ledger.tensors()):
         assert tensor["footprint_ratio_fp32_gecko"] == totals.ratio_fp32_gecko
-    json.dumps(report)
+    json.dumps(report)  # raises TypeError unless every value is JSON
 
     table = format_table(report)
     assert "with Gecko" in table
@@ -192,7 +192,7 @@ def test_report_carries_gecko_keys(every_third_step, tmp_path):
 
 
 @pytest.mark.spec("F4")
-def test_gecko_every_zero_turns_off(tmp_path):
+def test_gecko_every_zero_turns_off():
     method, report = run(narrowing.FixedNarrowing(4, 3), 0)
     assert method.ledger.gecko_instances() == 0
     assert report["gecko_every"] == 0
@@ -226,3 +226,18 @@ def test_cli_gecko_every_flag(tmp_path, capsys):
                  "--out", str(tmp_path / "bad")])
     assert code == 2
     assert "gecko_every" in capsys.readouterr().err
+
+
+@pytest.mark.spec("F4")
+def test_failed_packing_skips_sample(caplog):
+    method = narrowing.FixedNarrowing(4, 3)
+    method.ledger.record(0, "fc1", "weight", 3, 4, 3)
+    source = np.float32([1.0, 0.5, 0.25])
+    outside = np.float32([1.0, 0.5, 0.3])          # 0.3 is not a member of e4m3
+    with caplog.at_level("WARNING", logger="numpyml.narrowing"):
+        method.record_gecko(("fc1", "weight"), outside, source, 4, 3)
+    assert method.ledger.gecko_instances() == 0
+    assert "Gecko packing of fc1 weight at e=4 m=3 failed" in caplog.text
+
+    method.record_gecko(("fc1", "weight"), narrow(source, 4, 3), source, 4, 3)
+    assert method.ledger.gecko_instances() == 1
