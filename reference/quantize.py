@@ -21,6 +21,7 @@ SIGN_MASK = np.uint32(0x8000_0000)
 MAGNITUDE_MASK = np.uint32(0x7FFF_FFFF)
 FP32_INF = np.uint32(0x7F80_0000)
 FP32_QUIET_NAN = np.uint32(0x7FC0_0000)
+FP32_MIN_NORMAL_BITS = 0x0080_0000
 FP64_FRACTION_MASK = np.uint64((1 << 52) - 1)
 FP64_IMPLICIT_BIT = np.uint64(1 << 52)
 FP64_BIAS = 1023
@@ -40,17 +41,23 @@ def quantize(x, container, *, anchor=None, noise=None):
     [448.0, 1.0, -0.0]
     """
     container = _check_container(container)
+    if isinstance(anchor, str) and anchor != "max":
+        raise ValueError(f"anchor must be None, an int or 'max'; got {anchor!r}")
+    # Imported here because both paths build on this module's general path.
+    from reference import quantize_lean
+    from reference.quantize_blocked import quantize_bits_blocked
+
+    if anchor is not None and isinstance(x, np.ndarray) and quantize_lean.serves(x, container):
+        _check_noise(noise, x.shape, container)
+        out = quantize_lean.quantize_lean(x, container, anchor, noise)
+        if out is not None:
+            return out
     bits = input_bits(x, container)
     _check_noise(noise, np.shape(x), container)
-    if isinstance(anchor, str):
-        if anchor != "max":
-            raise ValueError(f"anchor must be None, an int or 'max'; got {anchor!r}")
+    if anchor == "max":
         anchor = _max_anchor_of_bits(bits, container)
     window = container.with_anchor(anchor)
     flat_noise = None if noise is None else noise.reshape(-1)
-    # Imported here because the blocked path builds on this module's general path.
-    from reference.quantize_blocked import quantize_bits_blocked
-
     try:
         out = quantize_bits_blocked(bits, window, flat_noise)
     except ValueError:
@@ -257,11 +264,35 @@ def _largest_finite_magnitude(bits):
     return largest
 
 
+def rounded_exponent(magnitude_bits, mantissa_bits, rounding):
+    """Return the exponent of the FP32 normal ``magnitude_bits`` rounded to ``mantissa_bits``.
+
+    Stochastic rounding counts as rounding up whenever a dropped bit is set (C6). The result
+    is 128 when the value rounds to 2^128. The integer step is the one of the blocked path: a
+    carry out of the mantissa moves into the exponent field.
+    """
+    dropped = 23 - mantissa_bits
+    low_mask = (1 << dropped) - 1
+    if dropped == 0 or rounding == "toward_zero":
+        rounded = magnitude_bits
+    elif rounding == "stochastic":
+        rounded = magnitude_bits + low_mask
+    elif mantissa_bits == 0:
+        rounded = magnitude_bits + (1 << (dropped - 1))  # ties go to significand 2, up
+    else:
+        odd = (magnitude_bits >> dropped) & 1
+        rounded = magnitude_bits + (1 << (dropped - 1)) - 1 + odd
+    return ((rounded & ~low_mask) >> 23) - 127
+
+
 def _max_anchor_of_bits(bits, container):
     largest = _largest_finite_magnitude(bits)
     if largest == 0:
         low, high = anchor_range(container.base)
         return min(max(container.max_exponent, low), high)
+    if largest >= FP32_MIN_NORMAL_BITS:
+        return min(rounded_exponent(largest, container.mantissa_bits, container.rounding), 127)
+    # An FP32 subnormal: the float64 widening finds its binade from the leading 1.
     exponent, significand = _widen(np.array([largest], np.uint32))
     dropped = np.array([52 - container.mantissa_bits])
     if container.rounding == "stochastic":

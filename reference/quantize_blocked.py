@@ -10,10 +10,9 @@ path, ``reference.quantize.quantize_bits``. Both paths are tested for equality o
 
 import numpy as np
 
-from reference.quantize import MAGNITUDE_MASK, SIGN_MASK, quantize_bits
+from reference.quantize import FP32_MIN_NORMAL_BITS, MAGNITUDE_MASK, SIGN_MASK, quantize_bits
 
 BLOCK_ELEMENTS = 1 << 18  # 1 MiB of uint32 per buffer: fewer numpy calls, buffers stay in L3 cache
-FP32_MIN_NORMAL_BITS = 0x0080_0000
 
 
 def quantize_bits_blocked(bits, window, noise):

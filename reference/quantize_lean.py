@@ -1,0 +1,84 @@
+"""The lean path of quantize for small tensors in anchored containers without subnormals.
+
+Training narrows tensors of a few thousand values many times per step, so the fixed cost of a
+call (checks, window construction, the anchor search) weighs as much as the rounding. This path
+serves the common case in one short sequence of whole-array operations: float32 input, base
+``fp32``, specials ``none``, subnormals off, and a tensor of finite values, all FP32 normals or
+zeros. It finds the max anchor from one magnitude pass, rounds with the constant-d integer step
+of ``reference.quantize_blocked`` and caches each window's constants. Whenever one of its
+conditions fails (an inf or NaN, an FP32 subnormal input below a window that reaches under
+2^-126, a value that would overflow) it returns None, and ``quantize`` takes the general path.
+Tests check both paths for equality on every BF16 pattern and on random FP32 tensors.
+"""
+
+import functools
+
+import numpy as np
+
+from reference.quantize import FP32_INF, FP32_MIN_NORMAL_BITS, MAGNITUDE_MASK, rounded_exponent
+from reference.quantize_blocked import BLOCK_ELEMENTS, _Plan, _round_normal_range
+
+# Larger tensors take the blocked path, which works in cache-sized blocks.
+MAX_ELEMENTS = BLOCK_ELEMENTS
+
+
+def serves(x, container):
+    """Return whether the lean path can narrow ``x`` in ``container`` (before looking at values)."""
+    return (
+        container.specials == "none"
+        and not container.subnormals
+        and container.base == "fp32"
+        and x.dtype == np.float32
+        and 0 < x.size <= MAX_ELEMENTS
+    )
+
+
+def quantize_lean(x, container, anchor, noise):
+    """Return ``quantize(x, container, anchor=anchor, noise=noise)``, or None to fall back.
+
+    ``anchor`` is ``"max"`` or an int. The caller has checked ``serves(x, container)`` and the
+    noise.
+    """
+    bits = np.ascontiguousarray(x).reshape(-1).view(np.uint32)
+    temp = np.bitwise_and(bits, MAGNITUDE_MASK)
+    largest = int(temp.max())
+    if largest >= FP32_INF or largest < FP32_MIN_NORMAL_BITS:
+        return None  # inf or NaN, or no FP32 normal value: the general path's rules apply
+    top = rounded_exponent(largest, container.mantissa_bits, container.rounding)
+    if anchor == "max":
+        if top > 127:
+            return None  # rounds to 2^128 and overflows
+        anchor = top
+    elif top > anchor:
+        return None  # at least one value overflows the window
+    plan, flushes = _window_plan(container, anchor)
+    if not flushes:
+        # The window reaches below 2^-126, where FP32 subnormal inputs need the exact path.
+        # Subtracting 1 wraps zeros to the top, so the minimum finds the smallest nonzero.
+        np.subtract(temp, np.uint32(1), out=temp)
+        if int(temp.min()) < FP32_MIN_NORMAL_BITS - 1:
+            return None
+
+    out = np.empty_like(bits)
+    flat_noise = None if noise is None else noise.reshape(-1)
+    _round_normal_range(bits, flat_noise, out, temp, plan)
+    if flushes:
+        _flush(out, temp, plan)
+    return out.view(np.float32).reshape(x.shape)
+
+
+@functools.lru_cache(maxsize=1024)
+def _window_plan(container, anchor):
+    # with_anchor checks the anchor's range, and the errors it raises are not cached.
+    window = container.with_anchor(anchor)
+    # A window starting above 2^-126 flushes everything below its min_normal, FP32
+    # subnormals included. One starting at or below it contains every FP32 normal input.
+    return _Plan(window), window.min_exponent > -126
+
+
+def _flush(out, temp, plan):
+    """Clear the magnitude bits of rounded patterns below min_normal, keeping their sign."""
+    np.bitwise_and(out, MAGNITUDE_MASK, out=temp)
+    flags = np.less(temp, plan.min_normal_bits)
+    np.multiply(temp, flags, out=temp)
+    np.bitwise_xor(out, temp, out=out)
