@@ -34,6 +34,11 @@ def condition(b, m, e_min, e_max):
     return b.op("And", b.op("And", small_mantissa, finite_magic), normal_magic, hint="fast")
 
 
+def short_condition(b, m, fast_condition):
+    """Return the 0-d bool "the addition is exact with the power from a bfloat16 Cast"."""
+    return b.op("And", fast_condition, b.op("LessOrEqual", m, b.i32(7)), hint="short")
+
+
 def scalars(b, m, e_min):
     """Return the float32 scalars of the addition: 2**(23 - m) and 2**e_min (clamped)."""
     scale = b.shift_left(b.cast(b.op("Sub", b.i32(150), m), UINT32), b.u32(23))
@@ -46,16 +51,36 @@ def scalars(b, m, e_min):
     }
 
 
-def round_nearest_even(b, subnormals, absolute, magnitude, values):
+def round_nearest_even(b, subnormals, absolute, magnitude, values, power_by_cast=False):
     """Return the uint32 bits of the float32 magnitudes ``absolute`` rounded to the grid.
 
     ``magnitude`` is the uint32 view of ``absolute``. Without subnormals the result is on the
-    unbounded grid; the caller flushes what falls below the smallest normal.
+    unbounded grid; the caller flushes what falls below the smallest normal. With
+    ``power_by_cast`` (m <= 7 only), see ``_power_by_cast``.
     """
-    power = b.op("BitCast", b.op("BitwiseAnd", magnitude, b.u32(EXPONENT_MASK)),
-                 to=TensorProto.FLOAT, hint="power")
+    if power_by_cast:
+        power = _power_by_cast(b, absolute)
+    else:
+        power = b.op("BitCast", b.op("BitwiseAnd", magnitude, b.u32(EXPONENT_MASK)),
+                     to=TensorProto.FLOAT, hint="power")
     if subnormals:
         power = b.op("Max", power, values["min_normal"])
     magic = b.op("Mul", power, values["grid_scale"], hint="magic")
     rounded = b.op("Sub", b.op("Add", absolute, magic), magic, hint="rounded")
     return b.op("BitCast", rounded, to=UINT32)
+
+
+def _power_by_cast(b, absolute):
+    """Return ``absolute`` rounded to bfloat16, a stand-in for 2**E that needs no BitwiseAnd.
+
+    For x in [2**E, 2**(E+1)) the rounded P is 2**E (1 + k/128) with k < 128, or 2**(E+1).
+    C = P * 2**(23 - m) has at most 8 significant bits, so its last significand bit is 0 and
+    ties still go to even. Below 2**(E+1), C lies in the binade of 2**(E + 23 - m), whose ulp
+    is the grid step, and x + C stays in it because x < 2**(E+1) <= 2**(E + 16 - m) for
+    m <= 15. P = 2**(E+1) doubles the step, but then x lies within 2**(E-8) of 2**(E+1),
+    which is less than half the step for m <= 7, so both steps round x to 2**(E+1).
+    Float32 subnormals lie below the smallest normal and meet the Max or the flush instead.
+    A BitwiseAnd costs about 9 ms per 16 Mi values in ONNX Runtime 1.32, two Casts about 2 ms.
+    """
+    narrow = b.cast(absolute, TensorProto.BFLOAT16)
+    return b.op("Cast", narrow, to=TensorProto.FLOAT, hint="power")

@@ -82,25 +82,34 @@ def _narrow_rows(b, a, m, limits, chunk, output):
         body_inputs.append(helper.make_tensor_value_info("noise_row", UINT32, [chunk]))
         scan_inputs.append(noise_rows)
     general = _element_body(a, m, limits, body_inputs, chunk, fast=False)
+    choices = []
     if a["rounding"] == "nearest_even":
-        fast = _element_body(a, m, limits, body_inputs, chunk, fast=True)
-        narrowed = _scan_if(b, limits["fast_condition"], fast, general, scan_inputs, a, chunk)
-    else:
-        narrowed = chunks.scan_rows(b, general, scan_inputs, ["y_rows"])[0]
+        for power_by_cast in (True, False):
+            fast = _element_body(a, m, limits, body_inputs, chunk, True, power_by_cast)
+            condition = limits["short_condition" if power_by_cast else "fast_condition"]
+            choices.append((condition, fast))
+    narrowed = _scan_choice(b, choices, general, scan_inputs, a, "")
     chunks.unflatten(b, narrowed, count, aligned, "X", output, element_type)
 
 
-def _scan_if(b, condition, then_body, else_body, scan_inputs, a, chunk):
-    """Add ``If(condition)`` whose branches scan ``then_body`` or ``else_body`` over the rows."""
+def _scan_choice(b, choices, last_body, scan_inputs, a, prefix):
+    """Add a Scan of the first body in ``choices`` whose condition holds, else of ``last_body``.
+
+    ``choices`` is a list of (0-d bool, Scan body); each one becomes an ``If``.
+    """
+    if not choices:
+        return chunks.scan_rows(b, last_body, scan_inputs, ["y_rows"])[0]
     element_type = schemas.BASE_ELEMENT_TYPES[a["base"]]
-    branches = []
-    for prefix, body in (("then_", then_body), ("else_", else_body)):
-        branch = NodeBuilder(prefix)
-        rows = chunks.scan_rows(branch, body, scan_inputs, ["y_rows"])[0]
-        branches.append(helper.make_graph(
-            branch.nodes, f"{prefix}narrow", [],
-            [helper.make_tensor_value_info(rows, element_type, None)],
-        ))
+    (condition, body), rest = choices[0], choices[1:]
+    then_builder = NodeBuilder(f"then_{prefix}")
+    then_rows = chunks.scan_rows(then_builder, body, scan_inputs, ["y_rows"])[0]
+    else_builder = NodeBuilder(f"else_{prefix}")
+    else_rows = _scan_choice(else_builder, rest, last_body, scan_inputs, a, f"{prefix}else_")
+    branches = [
+        helper.make_graph(builder.nodes, f"{builder.prefix}narrow", [],
+                          [helper.make_tensor_value_info(rows, element_type, None)])
+        for builder, rows in ((then_builder, then_rows), (else_builder, else_rows))
+    ]
     return b.op("If", condition, then_branch=branches[0], else_branch=branches[1], hint="rows")
 
 
@@ -108,16 +117,19 @@ def _row_info(name, a, chunk):
     return helper.make_tensor_value_info(name, schemas.BASE_ELEMENT_TYPES[a["base"]], [chunk])
 
 
-def _element_body(a, m, limits, inputs, chunk, fast):
-    """Return the Scan body that narrows one row; it reads the scalars from the outer scope."""
-    b = NodeBuilder("f_" if fast else "r_")
+def _element_body(a, m, limits, inputs, chunk, fast, power_by_cast=False):
+    """Return the Scan body that narrows one row; it reads the scalars from the outer scope.
+
+    ``fast`` picks the float addition body, and ``power_by_cast`` its variant for m <= 7.
+    """
+    b = NodeBuilder(("c_" if power_by_cast else "f_") if fast else "r_")
     if fast:
         value = "x_row" if a["base"] == "fp32" else b.cast("x_row", TensorProto.FLOAT)
         absolute = b.op("Abs", value)
         magnitude = b.op("BitCast", absolute, to=UINT32, hint="magnitude")
         bits = b.op("BitCast", value, to=UINT32)
         rounded = fast_body.round_nearest_even(b, a["subnormals"], absolute, magnitude,
-                                               limits["fast_values"])
+                                               limits["fast_values"], power_by_cast)
     else:
         bits = input_bits(b, a["base"], "x_row")
         magnitude = b.op("BitwiseAnd", bits, b.u32(MAGNITUDE_MASK), hint="magnitude")
@@ -219,6 +231,7 @@ def _exponent_limits(b, a, e, m, largest):
         limits["fast"] = integer_rounding.fast_rounding_scalars(b, e_min, m)
     if a["rounding"] == "nearest_even":
         limits["fast_condition"] = fast_body.condition(b, m, e_min, e_max)
+        limits["short_condition"] = fast_body.short_condition(b, m, limits["fast_condition"])
         limits["fast_values"] = fast_body.scalars(b, m, e_min)
     return limits
 
