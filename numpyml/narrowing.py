@@ -37,8 +37,8 @@ ROUNDINGS = ("nearest_even", "toward_zero", "stochastic")
 NARROWING_STREAM = 0x5F9
 # Packing the eight stored tensors of the digits CNN costs about 10 ms of CPU per step, more
 # than a quantum training step (8 ms), on a 2-core x86_64 machine. Packing one step in 20 added
-# 5% CPU time to the main job (FP32 baseline, then quantum), 7% to quantum alone and 9% to
-# bitwave alone (docs/benchmarks.md, "Gecko in training").
+# 5% to 6% CPU time to the main job (FP32 baseline, then quantum), 7% to 9% to quantum alone
+# and 9% to 12% to bitwave alone (bench/bench_train_gecko.py).
 DEFAULT_GECKO_EVERY = 20
 
 
