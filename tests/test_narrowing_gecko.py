@@ -241,3 +241,30 @@ def test_failed_packing_skips_sample(caplog):
 
     method.record_gecko(("fc1", "weight"), narrow(source, 4, 3), source, 4, 3)
     assert method.ledger.gecko_instances() == 1
+
+
+@pytest.mark.spec("F3", "F4")
+def test_footprint_plot_draws_gecko_line(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.axes import Axes
+
+    from numpyml.report import write_plots
+    from reference.footprint import FootprintLedger
+
+    labels = []
+    original_plot = Axes.plot
+
+    def recording_plot(self, *args, **kwargs):
+        labels.append(kwargs.get("label"))
+        return original_plot(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", recording_plot)
+    ledger = FootprintLedger()
+    ledger.record(0, "fc1", "weight", 100, 4, 1)
+    write_plots(tmp_path, [], ledger)
+    assert labels == ["stored bits per value"]
+
+    labels.clear()
+    ledger.record_gecko(0, "fc1", "weight", 400)
+    write_plots(tmp_path, [], ledger)
+    assert labels == ["stored bits per value", "with Gecko"]
