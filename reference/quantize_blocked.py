@@ -27,16 +27,24 @@ def quantize_bits_blocked(bits, window, noise):
     return out
 
 
-class _Plan:
-    """Constants of one container window, as uint32 bit patterns."""
+class RoundingConstants:
+    """Constants of the constant-d integer rounding to ``mantissa_bits``, as uint32."""
 
-    def __init__(self, window):
-        self.window = window
-        m = window.mantissa_bits
-        self.dropped = 23 - m
+    def __init__(self, mantissa_bits, rounding):
+        self.mantissa_bits = mantissa_bits
+        self.rounding = rounding
+        self.dropped = 23 - mantissa_bits
         self.keep_mask = np.uint32((0xFFFF_FFFF << self.dropped) & 0xFFFF_FFFF)
         self.half_minus_one = np.uint32((1 << self.dropped - 1) - 1 if self.dropped else 0)
         self.low_mask = np.uint32((1 << self.dropped) - 1)
+
+
+class _Plan(RoundingConstants):
+    """Constants of one container window, as uint32 bit patterns."""
+
+    def __init__(self, window):
+        super().__init__(window.mantissa_bits, window.rounding)
+        self.window = window
         # Inputs are base values, so none lies between saturation_value and max_value, and
         # magnitudes above these bits are exactly the out-of-range ones.
         self.max_bits = np.uint32(np.float32(window.saturation_value).view(np.uint32))
@@ -90,7 +98,7 @@ def _quantize_block(bits, noise, out, plan, scratch):
     size = bits.size
     temp = scratch.temp[:size]
     # Rounding the whole pattern keeps the sign: for finite inputs the carry stops below bit 31.
-    _round_normal_range(bits, noise, out, temp, plan)
+    round_normal_range(bits, noise, out, temp, plan)
 
     if plan.exact_from > 1:
         smallest = smallest_magnitude(bits)
@@ -112,13 +120,13 @@ def _flush_below_min_normal(out, temp, flags, plan):
     np.bitwise_xor(out, temp, out=out)
 
 
-def _round_normal_range(bits, noise, out, temp, plan):
-    """Round every pattern with d = 23 - m dropped bits into ``out``."""
+def round_normal_range(bits, noise, out, temp, plan):
+    """Round every pattern with d = 23 - m dropped bits into ``out`` (``plan``: RoundingConstants)."""
     if plan.dropped == 0:
         np.copyto(out, bits)
         return
-    rounding = plan.window.rounding
-    if rounding == "nearest_even" and plan.window.mantissa_bits == 0:
+    rounding = plan.rounding
+    if rounding == "nearest_even" and plan.mantissa_bits == 0:
         # The significand of every binade's grid point is 1 or 2, so ties go up. The low
         # exponent bit is no parity here: 2^E has an odd significand whatever E is.
         np.add(bits, plan.half_minus_one + np.uint32(1), out=out)
