@@ -214,3 +214,77 @@ def test_large_valid_stream_stays_within_bounds(mode, container):
         blob = pack(quantize(x, training, anchor=2), training, anchor=2, mode=mode)
 
     decode_within_bounds(unpack, blob, itemsize=4)
+
+
+def _empty_stream(decoder, shape):
+    """Return a valid zero-element stream for ``decoder`` whose header claims ``shape``."""
+    placeholder = tuple(0 if dim == 0 else 1 for dim in shape)
+    if decoder is decode_exponents:
+        blob = bytearray(encode_exponents(np.zeros(placeholder, np.uint8)))
+    else:
+        blob = bytearray(pack(np.zeros(placeholder, np.float32), Container.from_name("fp32")))
+    struct.pack_into(f"<{len(shape)}Q", blob, 9, *shape)
+    return bytes(blob)
+
+
+@pytest.mark.spec("G1", "G9")
+@pytest.mark.parametrize("decoder", [decode_exponents, unpack])
+@pytest.mark.parametrize(
+    "shape",
+    [(0, 2**48), (0, 2**63), (0, 2**64 - 1), (2**63, 0), (2**40, 0, 2**40), (2**24, 0, 2**24)],
+    ids=str,
+)
+def test_zero_element_shape_with_huge_dimension_raises(decoder, shape):
+    with pytest.raises(GeckoFormatError, match="header shape: the product of the non-zero"):
+        decoder(_empty_stream(decoder, shape))
+
+
+@pytest.mark.spec("G1")
+@pytest.mark.parametrize("decoder", [decode_exponents, unpack])
+def test_zero_element_shape_below_limit_decodes(decoder):
+    shape = (2**24, 0, 2**23)
+
+    assert decoder(_empty_stream(decoder, shape)).shape == shape
+
+
+@pytest.mark.spec("G9")
+def test_packed_stream_with_dimension_2_pow_63_raises():
+    # A 34-byte packed tensor of shape (0, 2**63) with a valid empty body: numpy cannot
+    # reshape to that dimension, so the header check must reject it first.
+    blob = bytes.fromhex("5346504701010020020000000000000000000000000000008000081700017f000000")
+
+    with pytest.raises(GeckoFormatError, match="header shape"):
+        unpack(blob)
+
+
+@pytest.mark.spec("G1", "G9")
+@given(
+    dims=st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=4),
+    zero_at=st.integers(0, 3),
+)
+def test_zero_element_shapes_decode_or_raise(dims, zero_at):
+    dims[zero_at % len(dims)] = 0
+    for decoder, itemsize in ((decode_exponents, 1), (unpack, 4)):
+        decode_within_bounds(decoder, _empty_stream(decoder, tuple(dims)), itemsize)
+
+
+@pytest.mark.spec("G1")
+@pytest.mark.parametrize("encoder", ["encode_exponents", "pack"])
+def test_encoders_reject_shape_over_limit(encoder):
+    x = np.zeros((2**24, 0, 2**24), np.float32)
+
+    with pytest.raises(ValueError, match="non-zero dimensions must be below 2\\*\\*48"):
+        if encoder == "pack":
+            pack(x, Container.from_name("fp32"))
+        else:
+            encode_exponents(x.astype(np.uint8))
+
+
+@pytest.mark.spec("G1")
+@pytest.mark.parametrize(("kind", "message"), [(1, "read with unpack"), (65, "no stream of kind")])
+def test_header_kind_error_names_the_reader(kind, message):
+    blob = bytearray(encode_exponents(np.arange(40, dtype=np.uint8)))
+    blob[5] = kind
+
+    with pytest.raises(GeckoFormatError, match=message):
+        decode_exponents(bytes(blob))

@@ -12,7 +12,8 @@ import numpy as np
 
 from reference.gecko.groups import decode_groups, encode_groups
 from reference.gecko.header import (
-    GROUP_SIZES, MAX_COUNT, MAX_NDIM, MODES, Header, Reader, read_header, write_header,
+    GROUP_SIZES, MAX_COUNT, MAX_NDIM, MODES, Header, Reader, nonzero_extent, read_header,
+    write_header,
 )
 
 
@@ -58,5 +59,6 @@ def check_options(mode, group_size):
 def check_shape(shape, what):
     if len(shape) > MAX_NDIM:
         raise ValueError(f"{what}: at most {MAX_NDIM} dimensions fit the header; got {len(shape)}")
-    if int(np.prod(shape, dtype=object)) >= MAX_COUNT:
-        raise ValueError(f"{what}: at most 2**48 - 1 values fit the header; got shape {shape}")
+    if nonzero_extent(shape) >= MAX_COUNT:
+        raise ValueError(f"{what}: the product of the non-zero dimensions must be below 2**48 "
+                         f"to fit the header; got shape {shape}")

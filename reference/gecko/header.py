@@ -14,7 +14,10 @@ KINDS = {"exponents": 0, "tensor": 1}
 MODES = {"fixed": 0, "entropy": 1}
 GROUP_SIZES = (8, 16, 32, 64)
 MAX_NDIM = 32
-# A cap on the element count keeps every bit position of every plane below 2**63.
+# A cap on the element count keeps every bit position of every plane below 2**63. The cap
+# applies to the product of the non-zero dimensions, so it also bounds each dimension of a
+# zero-element shape. numpy cannot reshape to a dimension of 2**63 or more, nor to a shape
+# whose non-zero dimensions multiply to more bytes than it can address.
 MAX_COUNT = 1 << 48
 BASES = {"fp32": 0, "bf16": 1}
 BASE_MANTISSA_BITS = {"fp32": 23, "bf16": 7}
@@ -122,6 +125,11 @@ def read_header(reader, kind):
         raise GeckoFormatError(
             f"header version: this decoder reads version {VERSION}; got {version}"
         )
+    if kind_code not in KINDS.values():
+        raise GeckoFormatError(
+            f"header kind: must be one of {sorted(KINDS.values())}; got {kind_code}; "
+            f"this decoder reads no stream of kind {kind_code}"
+        )
     if kind_code != KINDS[kind]:
         other = "unpack" if kind == "exponents" else "decode_exponents"
         raise GeckoFormatError(
@@ -136,14 +144,27 @@ def read_header(reader, kind):
     if ndim > MAX_NDIM:
         raise GeckoFormatError(f"header ndim: must be at most {MAX_NDIM}; got {ndim}")
     shape = struct.unpack(f"<{ndim}Q", reader.take(8 * ndim, "header shape"))
-    header = Header(mode, group_size, tuple(shape))
-    if header.count >= MAX_COUNT:
+    if nonzero_extent(shape) >= MAX_COUNT:
         raise GeckoFormatError(
-            f"header shape: the element count must be below 2**48; got {shape}"
+            f"header shape: the product of the non-zero dimensions must be below 2**48; "
+            f"got {shape}"
         )
+    header = Header(mode, group_size, tuple(shape))
     if kind == "tensor":
         header = dataclasses.replace(header, tensor=_read_tensor_fields(reader))
     return header
+
+
+def nonzero_extent(shape):
+    """Return the product of the non-zero dimensions of ``shape`` (1 when there are none).
+
+    It equals the element count unless a dimension is 0, and rule G1 bounds it for every
+    stream, so that a zero-element shape is one that numpy can create.
+    """
+    extent = 1
+    for dim in shape:
+        extent *= max(int(dim), 1)
+    return extent
 
 
 def _read_tensor_fields(reader):
