@@ -16,6 +16,29 @@ CHUNK = 16384
 INT64 = TensorProto.INT64
 
 
+def aligned_view(b, name, chunk):
+    """Return (aligned, view_shape) for reshaping ``name`` to rows of ``chunk`` with no copy.
+
+    ``aligned`` is the 0-d bool "the size is a nonzero multiple of ``chunk``". ``view_shape`` is
+    (-1, chunk) when aligned and (-1, 1) otherwise, so that ONNX Runtime's static inference of
+    an ``If`` branch that is not taken (constant inputs whose size is not a multiple of chunk)
+    still gets a valid Reshape.
+    """
+    # Shape, not Size: ONNX Runtime 1.32 has no Size kernel for bfloat16.
+    size = b.op("ReduceProd", b.op("Shape", name), keepdims=0, hint="size")
+    chunk_size = b.const(chunk, np.int64, hint="chunk")
+    zero = b.const(0, np.int64, hint="zero")
+    multiple = b.op("Equal", b.op("Mod", size, chunk_size), zero)
+    # An empty tensor takes the padded path, because ReferenceEvaluator (onnx 1.23) rejects a
+    # Scan of zero iterations.
+    aligned = b.op("And", multiple, b.op("Greater", size, zero), hint="aligned")
+    row_length = b.op("Where", aligned, chunk_size, b.const(1, np.int64, hint="one"))
+    view_shape = b.op("Concat", b.const([-1], np.int64, hint="minus_one"),
+                      b.op("Unsqueeze", row_length, b.const([0], np.int64, hint="axis")), axis=0,
+                      hint="view_shape")
+    return aligned, view_shape
+
+
 def flat_rows(b, name, chunk, element_type):
     """Return (rows, count, aligned): ``name`` flattened, zero-padded and reshaped to (-1, chunk).
 

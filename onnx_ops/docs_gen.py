@@ -97,7 +97,7 @@ def _function_section():
     ]
     function = function_body.narrow_function({})
     scan = next(node for graph_name, node in _nodes_in(function.node, "narrow")
-                if graph_name == "then_narrow" and node.op_type == "Scan")
+                if graph_name == "then_whole_narrow" and node.op_type == "Scan")
     row_nodes = scan.attribute[0].g.node
     counts = collections.Counter(n.op_type for n in row_nodes if n.op_type != "Constant")
     lines.append(", ".join(f"{op} x{count}" for op, count in sorted(counts.items())))

@@ -72,15 +72,17 @@ def narrow_function(attributes, chunk=chunks.CHUNK):
 
 
 def _narrow_rows(b, a, m, limits, chunk, output):
-    """Add the nodes that narrow X row by row with ``Scan`` and write ``output``."""
+    """Add the nodes that narrow X row by row with ``Scan`` and write ``output``.
+
+    An ``If`` around the whole pipeline views a tensor whose size is a multiple of ``chunk`` as
+    rows with no copy. Where the ``If`` sat between the reshape and the Scan instead, ONNX
+    Runtime 1.32 copied the rows in and the result out, about 4 ms per 16 Mi values.
+    """
     element_type = schemas.BASE_ELEMENT_TYPES[a["base"]]
-    rows, count, aligned = chunks.flat_rows(b, "X", chunk, element_type)
+    stochastic = a["rounding"] == "stochastic"
     body_inputs = [_row_info("x_row", a, chunk)]
-    scan_inputs = [rows]
-    if a["rounding"] == "stochastic":
-        noise_rows, _, _ = chunks.flat_rows(b, "noise", chunk, UINT32)
+    if stochastic:
         body_inputs.append(helper.make_tensor_value_info("noise_row", UINT32, [chunk]))
-        scan_inputs.append(noise_rows)
     general = _element_body(a, m, limits, body_inputs, chunk, fast=False)
     choices = []
     if a["rounding"] == "nearest_even":
@@ -88,8 +90,31 @@ def _narrow_rows(b, a, m, limits, chunk, output):
             fast = _element_body(a, m, limits, body_inputs, chunk, True, power_by_cast)
             condition = limits["short_condition" if power_by_cast else "fast_condition"]
             choices.append((condition, fast))
-    narrowed = _scan_choice(b, choices, general, scan_inputs, a, "")
-    chunks.unflatten(b, narrowed, count, aligned, "X", output, element_type)
+    aligned, view_shape = chunks.aligned_view(b, "X", chunk)
+
+    whole = NodeBuilder("whole_")
+    scan_inputs = [whole.op("Reshape", "X", view_shape)]
+    if stochastic:
+        scan_inputs.append(whole.op("Reshape", "noise", view_shape))
+    narrowed = _scan_choice(whole, choices, general, scan_inputs, a, "whole_")
+    whole.nodes.append(helper.make_node("Reshape", [narrowed, whole.op("Shape", "X")],
+                                        ["whole_y"]))
+
+    padded = NodeBuilder("padded_")
+    rows, count, padded_aligned = chunks.flat_rows(padded, "X", chunk, element_type)
+    scan_inputs = [rows]
+    if stochastic:
+        scan_inputs.append(chunks.flat_rows(padded, "noise", chunk, UINT32)[0])
+    narrowed = _scan_choice(padded, choices, general, scan_inputs, a, "padded_")
+    chunks.unflatten(padded, narrowed, count, padded_aligned, "X", "padded_y", element_type)
+
+    branches = [
+        helper.make_graph(builder.nodes, builder.prefix + "rows", [],
+                          [helper.make_tensor_value_info(name, element_type, None)])
+        for builder, name in ((whole, "whole_y"), (padded, "padded_y"))
+    ]
+    b.nodes.append(helper.make_node("If", [aligned], [output], then_branch=branches[0],
+                                    else_branch=branches[1]))
 
 
 def _scan_choice(b, choices, last_body, scan_inputs, a, prefix):

@@ -1,9 +1,9 @@
-"""The bf16 Cast body of Narrow: where it is chosen, and bit equality on float32 ties."""
+"""Narrow's faster bodies: the bf16 Cast, the short-mantissa float body, whole rows."""
 
 import numpy as np
 import pytest
 
-from onnx_ops import function_body, schemas
+from onnx_ops import chunks, function_body, schemas
 from onnx_ops.backends import BACKENDS, narrow
 
 # ReferenceEvaluator warns about the inf - inf that the other bodies compute on purpose.
@@ -114,3 +114,19 @@ def test_short_mantissa_body_near_ties(mantissa_bits, attributes):
         f"{bad.size} elements differ; first x=0x{x.view(np.uint32)[bad[0]]:x}: "
         f"want 0x{want[bad[0]]:x}, got 0x{got[bad[0]]:x}"
     )
+
+
+@pytest.mark.spec("X2", "X4")
+@pytest.mark.parametrize("size", [2 * chunks.CHUNK, chunks.CHUNK + 3])
+@pytest.mark.parametrize("rounding", ["nearest_even", "stochastic"])
+def test_whole_and_padded_rows_match_reference(size, rounding):
+    # A multiple of the row length is viewed as rows; other sizes are padded and sliced.
+    rng = np.random.default_rng(size)
+    x = (rng.standard_normal(size) * 10).astype(np.float32)
+    attributes = {"specials": "fn", "rounding": rounding}
+    kwargs = {}
+    if rounding == "stochastic":
+        kwargs["noise"] = rng.integers(0, 2**32, size, dtype=np.uint32)
+    want = narrow("reference", x, attributes, 4, 3, **kwargs).view(np.uint32)
+    got = narrow("onnxruntime", x, attributes, 4, 3, **kwargs).view(np.uint32)
+    np.testing.assert_array_equal(got, want)
