@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
 # Modules that define subcommands, in the order ``sfp --help`` lists them.
 COMMAND_MODULES = (
@@ -20,12 +21,17 @@ COMMAND_MODULES = (
 )
 
 
+# Exit status of a command that failed on an invalid argument, input file or path.
+EXIT_USAGE = 2
+EXPECTED_ERRORS = (ValueError, TypeError, OSError)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="sfp",
         description="Schrodinger's FP: training with shrinking floating-point containers.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages, and print the traceback of a command that fails")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
@@ -42,7 +48,23 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
-    return args.run(args)
+    try:
+        return args.run(args)
+    except EXPECTED_ERRORS as error:
+        # These are the errors that the library raises for bad input (ValueError covers
+        # GeckoFormatError) or the file system raises for a bad path, so one line is enough.
+        # Any other exception is a bug and keeps its traceback.
+        if args.verbose:
+            traceback.print_exc()
+        print(f"sfp {args.command}: {error_message(error)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def error_message(error):
+    """Return the message of ``error``, an OSError as "path: reason" without its errno."""
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        return f"{error.filename}: {error.strerror[0].lower()}{error.strerror[1:]}"
+    return str(error)
 
 
 if __name__ == "__main__":

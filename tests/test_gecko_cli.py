@@ -59,7 +59,7 @@ def test_unpack_rejects_garbage_without_writing(tmp_path):
 
     status = sfp.main(["gecko", "unpack", str(tmp_path / "bad.gecko"), str(tmp_path / "y.npy")])
 
-    assert status == 1
+    assert status == 2
     assert not (tmp_path / "y.npy").exists()
 
 
@@ -73,3 +73,102 @@ def test_stats_widens_float16_initializers(tmp_path, capsys):
     assert sfp.main(["gecko", "stats", str(tmp_path / "half.onnx")]) == 0
     rows = capsys.readouterr().out.splitlines()[2:]
     assert [row.split()[:2] for row in rows] == [["half.onnx:half.weight", "1200"]]
+
+
+def _error_line(capsys):
+    """Return the one line that ``sfp`` printed to stderr; fail if there is more."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.mark.spec("G11")
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["pack", "{x}", "{out}", "--container", "bogus"], "container name must be one of"),
+        (["pack", "{nan}", "{out}", "--container", "e2m1fn"], "has no NaN code"),
+        (["pack", "{missing}", "{out}"], "missing.npy: no such file or directory"),
+        (["pack", "{x}", "{x}"], "must differ from the input file"),
+        (["pack", "{x}", "{tmp}/absent/out.gecko"], "absent does not exist"),
+        (["pack", "{f64}", "{out}"], "pack needs a float32 array; got dtype float64"),
+        (["pack", "{gecko}", "{out}"], "not a .npy file"),
+        (["unpack", "{missing}", "{tmp}/y.npy"], "missing.npy: no such file or directory"),
+        (["unpack", "{gecko}", "{gecko}"], "must differ from the input file"),
+    ],
+    ids=["bogus-container", "nan-e2m1fn", "missing-input", "same-path", "missing-folder",
+         "float64", "gecko-input", "unpack-missing", "unpack-same-path"],
+)
+def test_failures_print_one_line(tmp_path, capsys, arguments, message):
+    np.save(tmp_path / "x.npy", _weights((4, 3)))
+    np.save(tmp_path / "nan.npy", np.float32([1.0, np.nan]))
+    np.save(tmp_path / "f64.npy", np.zeros(3))
+    (tmp_path / "x.gecko").write_bytes(b"SFPG")
+    paths = {"x": tmp_path / "x.npy", "nan": tmp_path / "nan.npy", "f64": tmp_path / "f64.npy",
+             "missing": tmp_path / "missing.npy", "gecko": tmp_path / "x.gecko",
+             "out": tmp_path / "out.gecko", "tmp": tmp_path}
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    status = sfp.main(["gecko", *[a.format(**paths) for a in arguments]])
+    line = _error_line(capsys)
+
+    assert status == 2
+    assert line.startswith("sfp gecko: ")
+    assert message in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.spec("G11")
+def test_pack_reads_big_endian_file(tmp_path):
+    x = _weights((5, 4))
+    np.save(tmp_path / "x.npy", x.astype(">f4"))
+
+    assert sfp.main(["gecko", "pack", str(tmp_path / "x.npy"), str(tmp_path / "x.gecko")]) == 0
+    assert sfp.main(["gecko", "unpack", str(tmp_path / "x.gecko"), str(tmp_path / "y.npy")]) == 0
+    y = np.load(tmp_path / "y.npy")
+
+    np.testing.assert_array_equal(y.view(np.uint32), x.view(np.uint32))
+
+
+@pytest.mark.spec("G6")
+@pytest.mark.parametrize("container", ["fp32", "e4m3fn"])
+def test_pack_big_endian_error_suggests_astype(container):
+    from reference import Container
+    from reference.gecko import pack
+
+    with pytest.raises(ValueError, match=r"x\.astype\('<f4'\)"):
+        pack(np.float32([1.0, 2.0]).astype(">f4"), Container.from_name(container))
+
+
+@pytest.mark.spec("G11")
+def test_stats_prints_na_for_empty_array(tmp_path, capsys):
+    np.save(tmp_path / "empty.npy", np.zeros((0, 3), np.float32))
+
+    assert sfp.main(["gecko", "stats", str(tmp_path / "empty.npy")]) == 0
+    row = capsys.readouterr().out.splitlines()[2].split()
+
+    assert row[:2] == ["empty.npy", "0"]
+    assert set(row[2:]) == {"n/a"}
+
+
+@pytest.mark.spec("G11")
+def test_stats_names_expected_file_types(tmp_path, capsys):
+    (tmp_path / "x.gecko").write_bytes(b"SFPG\x01")
+    (tmp_path / "bad.onnx").write_bytes(b"garbage")
+
+    status = sfp.main(["gecko", "stats", str(tmp_path / "x.gecko"), str(tmp_path / "bad.onnx")])
+    lines = capsys.readouterr().err.strip().splitlines()
+
+    assert status == 2
+    assert len(lines) == 2
+    assert lines[0].startswith("sfp gecko: cannot read tensors from ")
+    assert "not a .npy file; stats and pack read .npy files" in lines[0]
+    assert "not an ONNX model" in lines[1]
+
+
+@pytest.mark.spec("G1", "G11")
+def test_pack_help_states_no_checksum(capsys):
+    with pytest.raises(SystemExit):
+        sfp.main(["gecko", "pack", "--help"])
+
+    assert "carries no checksum" in " ".join(capsys.readouterr().out.split())

@@ -5,11 +5,15 @@ bfloat16 initializer, widened exactly to float32). It prints, per tensor, the bi
 of both modes, the exponent and whole-tensor compression ratios, and the same for zstd -3 and
 -19 when the optional ``zstandard`` package is installed. ``sfp gecko pack`` and ``sfp gecko unpack`` convert
 between ``.npy`` and Gecko files; outputs are written to a temporary file and renamed.
+
+A failed action raises ValueError, TypeError or OSError, which ``sfp`` prints as one line
+``sfp gecko: message`` with exit status 2.
 """
 
 import logging
 import os
 import pathlib
+import sys
 
 import numpy as np
 
@@ -24,7 +28,14 @@ def register(subparsers):
     stats.add_argument("files", nargs="+", type=pathlib.Path, metavar="FILE")
     stats.set_defaults(run=run_stats)
 
-    pack = commands.add_parser("pack", help="pack a float32 .npy file into a Gecko file")
+    pack = commands.add_parser(
+        "pack", help="pack a float32 .npy file into a Gecko file",
+        description="Pack a float32 .npy file into a Gecko file (SPEC.md section G). A Gecko "
+        "stream carries no checksum: the format models the encoding at the memory interface, "
+        "where error detection sits in a lower layer, so a corrupted file can unpack without "
+        "an error into wrong values. Rely on the integrity checks of the file system or "
+        "transport, or store a checksum beside the file.",
+    )
     pack.add_argument("input", type=pathlib.Path, metavar="IN.npy")
     pack.add_argument("output", type=pathlib.Path, metavar="OUT.gecko")
     pack.add_argument("--container", default="fp32",
@@ -53,25 +64,40 @@ def run_stats(args):
         try:
             tensors = _read_tensors(path)
         except (OSError, ValueError) as error:
-            logger.error("%s: cannot read tensors: %s", path, error)
-            status = 1
+            # The other files still get their rows, so this error is reported and not raised.
+            print(f"sfp gecko: cannot read tensors from {path}: {_reason(error)}",
+                  file=sys.stderr)
+            status = 2
             continue
         for name, x in tensors:
             cells = _tensor_stats(x, zstandard)
-            print(f"{name[-48:]:<48} {x.size:>10} " + " ".join(f"{c:>10.2f}" for c in cells))
+            print(f"{name[-48:]:<48} {x.size:>10} " + " ".join(_format_cell(c) for c in cells))
     return status
+
+
+def _format_cell(value):
+    return f"{'n/a':>10}" if value is None else f"{value:>10.2f}"
+
+
+def _reason(error):
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror[0].lower() + error.strerror[1:]
+    return str(error)
 
 
 def _tensor_stats(x, zstandard):
     """Return bits per exponent (fixed, entropy), then exponent and FP32 ratios of entropy mode.
 
     With zstandard: zstd -3 and -19 bits per exponent, then their FP32 ratios on raw bytes.
+    An empty tensor has no exponents, so every cell is None.
     """
     from reference import Container
     from reference.gecko import encode_exponents, pack
 
+    if x.size == 0:
+        return [None] * (8 if zstandard else 4)
     exponents = ((x.view(np.uint32) >> np.uint32(23)) & np.uint32(0xFF)).astype(np.uint8)
-    per_value = 8 / max(x.size, 1)
+    per_value = 8 / x.size
     fixed = len(encode_exponents(exponents, mode="fixed")) * per_value
     coded = len(encode_exponents(exponents, mode="entropy")) * per_value
     packed = len(pack(x, Container.from_name("fp32"), mode="entropy"))
@@ -88,11 +114,16 @@ def _read_tensors(path):
         import onnx
         from onnx import numpy_helper
 
-        model = onnx.load(str(path))
+        from google.protobuf.message import DecodeError
+
+        try:
+            model = onnx.load(str(path))
+        except DecodeError as error:
+            raise ValueError(f"not an ONNX model ({error})") from error
         arrays = [(f"{path.name}:{t.name}", numpy_helper.to_array(t))
                   for t in model.graph.initializer]
     else:
-        arrays = [(path.name, np.load(path, allow_pickle=False))]
+        arrays = [(path.name, _load_npy(path))]
     # float16 and bfloat16 widen to float32 exactly, so their exponents are measured as FP32
     # exponent fields; float64 would need rounding and is skipped like integer tensors.
     float32_arrays = [(name, np.ascontiguousarray(a, dtype=np.float32)) for name, a in arrays
@@ -113,15 +144,42 @@ def _optional_zstandard():
     return zstandard
 
 
+def _load_npy(path):
+    """Load the array of the .npy file at ``path``."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as error:
+        # np.load takes any file that is not .npy, .npz or a zip for a pickle, and pickles are
+        # off, so its message names pickles for a Gecko file too.
+        raise ValueError("not a .npy file; stats and pack read .npy files (stats also reads "
+                         ".onnx models), and unpack reads .gecko files") from error
+
+
+def _check_paths(input_path, output_path):
+    if input_path.resolve() == output_path.resolve():
+        raise ValueError(f"output {output_path}: must differ from the input file; choose "
+                         "another path")
+    if not output_path.resolve().parent.is_dir():
+        raise FileNotFoundError(f"output {output_path}: directory {output_path.parent} does "
+                                "not exist; create it first")
+
+
 def run_pack(args):
     from reference import Container, quantize
     from reference.gecko import pack
 
+    _check_paths(args.input, args.output)
     container = Container.from_name(args.container)
-    x = np.load(args.input, allow_pickle=False)
+    try:
+        x = _load_npy(args.input)
+    except ValueError as error:
+        raise ValueError(f"{args.input}: {error}") from error
+    if not x.dtype.isnative:
+        # Swapping to native byte order keeps every value and bit pattern.
+        x = x.astype(x.dtype.newbyteorder("="))
     if x.dtype != np.float32:
-        logger.error("%s: pack needs a float32 array; got dtype %s", args.input, x.dtype)
-        return 1
+        raise TypeError(f"{args.input}: pack needs a float32 array; got dtype {x.dtype}; "
+                        "save x.astype(np.float32) to a new file and pack that")
     narrowed = x if args.container == "fp32" else quantize(x, container)
     if not np.array_equal(narrowed.view(np.uint32), x.view(np.uint32)):
         logger.info("quantized %s to container %s before packing", args.input, args.container)
@@ -135,11 +193,11 @@ def run_pack(args):
 def run_unpack(args):
     from reference.gecko import GeckoFormatError, unpack
 
+    _check_paths(args.input, args.output)
     try:
         x = unpack(args.input.read_bytes())
     except GeckoFormatError as error:
-        logger.error("%s: not a valid Gecko tensor: %s", args.input, error)
-        return 1
+        raise GeckoFormatError(f"{args.input}: not a valid Gecko tensor: {error}") from error
     with _atomic_path(args.output) as temporary, open(temporary, "wb") as stream:
         # A file object keeps np.save from appending ".npy" to the temporary name.
         np.save(stream, x, allow_pickle=False)

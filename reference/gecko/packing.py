@@ -127,6 +127,9 @@ def _fields_of(container, anchor):
 
 def _split_codes(x, container, anchor):
     """Return flat (sign, exponent field, mantissa field) of the codes of ``x``."""
+    if x.dtype.kind == "f" and not x.dtype.isnative:
+        raise ValueError(f"pack: x must be in native byte order; got dtype {x.dtype.str}; "
+                         f"convert it with x.astype({x.dtype.newbyteorder('=').str!r})")
     e, m = container.exponent_bits, container.mantissa_bits
     if _is_raw(_fields_of(container, anchor)):
         codes = _raw_codes(x, container)
