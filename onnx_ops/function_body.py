@@ -52,8 +52,12 @@ def narrow_function(attributes, chunk=chunks.CHUNK):
     e = b.cast("exponent_bits", INT32)
     m = b.cast("mantissa_bits", INT32)
     element_type = schemas.BASE_ELEMENT_TYPES[a["base"]]
-    largest = _largest_finite(b, a, chunk) if a["anchor_mode"] == "max" else None
+    largest, finite = None, None
+    if a["anchor_mode"] == "max":
+        largest, finite = _largest_finite(b, a, chunk)
     limits = _exponent_limits(b, a, e, m, largest)
+    if finite is not None and _checks_nan(a):
+        limits["nan_free"] = finite
     if not cast_body.applies(a):
         _narrow_rows(b, a, m, limits, chunk, "Y")
     else:
@@ -86,6 +90,12 @@ def _narrow_rows(b, a, m, limits, chunk, output):
     general = _element_body(a, m, limits, body_inputs, chunk, fast=False)
     choices = []
     if a["rounding"] == "nearest_even":
+        if "nan_free" in limits:
+            # Without NaN inputs the short body needs no NaN check, which costs a compare and
+            # a Where per value.
+            short = _element_body(a, m, limits, body_inputs, chunk, True, True, nan_free=True)
+            condition = b.op("And", limits["short_condition"], limits["nan_free"])
+            choices.append((condition, short))
         for power_by_cast in (True, False):
             fast = _element_body(a, m, limits, body_inputs, chunk, True, power_by_cast)
             condition = limits["short_condition" if power_by_cast else "fast_condition"]
@@ -142,12 +152,13 @@ def _row_info(name, a, chunk):
     return helper.make_tensor_value_info(name, schemas.BASE_ELEMENT_TYPES[a["base"]], [chunk])
 
 
-def _element_body(a, m, limits, inputs, chunk, fast, power_by_cast=False):
+def _element_body(a, m, limits, inputs, chunk, fast, power_by_cast=False, nan_free=False):
     """Return the Scan body that narrows one row; it reads the scalars from the outer scope.
 
     ``fast`` picks the float addition body, and ``power_by_cast`` its variant for m <= 7.
+    ``nan_free`` leaves out the NaN check, for use only when X holds no NaN.
     """
-    b = NodeBuilder(("c_" if power_by_cast else "f_") if fast else "r_")
+    b = NodeBuilder(("s_" if nan_free else "c_" if power_by_cast else "f_") if fast else "r_")
     if fast:
         value = "x_row" if a["base"] == "fp32" else b.cast("x_row", TensorProto.FLOAT)
         absolute = b.op("Abs", value)
@@ -169,7 +180,7 @@ def _element_body(a, m, limits, inputs, chunk, fast, power_by_cast=False):
     sign = b.op("Sub", bits, magnitude, hint="sign")
     if not a["subnormals"]:
         rounded = _flush_below(b, rounded, limits["e_min"], fast)
-    result = b.op("Add", sign, _apply_limits(b, a, magnitude, rounded, limits, fast),
+    result = b.op("Add", sign, _apply_limits(b, a, magnitude, rounded, limits, fast, nan_free),
                   hint="signed")
     if fast and a["base"] == "bf16":
         # Exact: the result is a BF16 value or a NaN.
@@ -181,7 +192,7 @@ def _element_body(a, m, limits, inputs, chunk, fast, power_by_cast=False):
 
 
 def _largest_finite(b, a, chunk):
-    """Return the largest finite magnitude (uint32 bits, 0-d) over all rows.
+    """Return the largest finite magnitude (uint32 bits, 0-d) and "X is finite" (0-d bool).
 
     The largest magnitude of all, by float Abs and an int32 ReduceMax, is the result unless it
     is inf or NaN. Only then does an ``If`` run the slower Scan that skips non-finite values.
@@ -203,7 +214,7 @@ def _largest_finite(b, a, chunk):
         for builder, output in outputs
     ]
     chosen = b.op("If", finite, then_branch=then_branch, else_branch=else_branch)
-    return b.cast(chosen, UINT32)
+    return b.cast(chosen, UINT32), finite
 
 
 def _largest_finite_by_scan(b, a, rows, chunk):
@@ -349,7 +360,12 @@ def _flush_below(b, bits, e_min, fast=False):
     return b.where(b.op("Less", bits, smallest), b.u32(0), bits)
 
 
-def _apply_limits(b, a, magnitude, rounded, limits, fast=False):
+def _checks_nan(a):
+    """Return whether ``_apply_limits`` maps NaN inputs with a check of their own."""
+    return bool(a["saturate"]) or a["specials"] == "ieee"
+
+
+def _apply_limits(b, a, magnitude, rounded, limits, fast=False, nan_free=False):
     """Map overflow, infinities and NaN to the values the container's specials allow.
 
     Both bodies round inf and NaN inputs to bits above any finite maximum, so one compare finds
@@ -369,7 +385,7 @@ def _apply_limits(b, a, magnitude, rounded, limits, fast=False):
         result = b.op("Min", rounded, limits["max_nearest"])
     else:
         result = b.where(b.op("Greater", rounded, limits["max_below"]), overflow_bits, rounded)
-    if a["saturate"] or a["specials"] == "ieee":
+    if _checks_nan(a) and not nan_free:
         is_nan = b.op("Greater", magnitude, b.u32(INF_BITS))
         result = b.where(is_nan, b.u32(QUIET_NAN_BITS), result)
     return result

@@ -130,3 +130,30 @@ def test_whole_and_padded_rows_match_reference(size, rounding):
     want = narrow("reference", x, attributes, 4, 3, **kwargs).view(np.uint32)
     got = narrow("onnxruntime", x, attributes, 4, 3, **kwargs).view(np.uint32)
     np.testing.assert_array_equal(got, want)
+
+
+TRAINING_MAX = {"specials": "none", "subnormals": 0, "saturate": 1, "anchor_mode": "max"}
+
+
+@pytest.mark.spec("X2", "X4")
+@pytest.mark.parametrize("extra", [[], [np.inf], [-np.inf, 3.0]])
+def test_max_anchor_finite_and_infinite_inputs(extra):
+    # A finite X takes the body without the NaN check; inf takes the body with it.
+    x = np.concatenate([float32_near_grid_ties(3), np.float32(extra)])
+    x = x[np.isfinite(x) | np.isinf(x)]
+    want = narrow("reference", x, TRAINING_MAX, 4, 3).view(np.uint32)
+    got = narrow("onnxruntime", x, TRAINING_MAX, 4, 3).view(np.uint32)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.spec("X4", "X5")
+def test_max_anchor_nan_input_gives_quiet_nan():
+    # NaN has no code in this container: ONNX Runtime returns the signed quiet NaN for it and
+    # narrows the rest as the reference does without it.
+    finite = (np.random.default_rng(3).standard_normal(1000) * 10).astype(np.float32)
+    x = np.concatenate([finite, np.array([0x7F80_0001, 0xFFC0_1234], np.uint32).view(np.float32)])
+    want = narrow("reference", finite, TRAINING_MAX, 4, 3).view(np.uint32)
+    got = narrow("onnxruntime", x, TRAINING_MAX, 4, 3).view(np.uint32)
+    np.testing.assert_array_equal(got[:-2], want)
+    assert got[-2] == 0x7FC0_0000
+    assert got[-1] == 0xFFC0_0000
