@@ -1,11 +1,17 @@
 """Measure quantize throughput against a copy and the ml_dtypes round trip in the same process.
 
 Run: .venv/bin/python bench/bench_quantize.py [--elements N] [--repeats R]
+     .venv/bin/python bench/bench_quantize.py --small [--repeats R]
 
 Prints one line per case: best wall time over the repeats, GB/s of float32 input, the ratio to
 ``np.copyto`` of the same array, and the ratio to the ml_dtypes float8_e4m3fn round trip
 ``x.astype(float8_e4m3fn).astype(float32)``. The input is standard normal float32 data with a
 fixed seed, so a few percent of values fall into e4m3fn's subnormal range.
+
+``--small`` instead times one call on the tensor sizes of a training step (288 to 73,728
+values), where fixed costs dominate. It compares ``quantize(x, Container.training(e, m),
+anchor="max")``, which takes the lean path, with the blocked path that served these calls
+before (``max_anchor``, then ``quantize_bits_blocked``) and with ``x.copy()``.
 """
 
 import argparse
@@ -19,6 +25,10 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from reference import Container, max_anchor, quantize  # noqa: E402
+from reference.quantize_blocked import quantize_bits_blocked  # noqa: E402
+
+SMALL_SIZES = (288, 1280, 4608, 18432, 73728)
+SMALL_WIDTHS = ((8, 7), (4, 3), (3, 1))
 
 
 def best_seconds(function, repeats):
@@ -34,7 +44,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--elements", type=int, default=16 * 2**20, help="float32 values (default 16 Mi)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per case; the best counts")
+    parser.add_argument("--small", action="store_true",
+                        help="time single calls on training-step tensor sizes instead")
     args = parser.parse_args()
+    if args.small:
+        small_tensors(args.repeats)
+        return
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal(args.elements).astype(np.float32)
@@ -76,6 +91,40 @@ def main():
     for name, value in seconds.items():
         ratio_ml = f"{ml / value:10.2f}" if ml else f"{'-':>10s}"
         print(f"{name:45s} {value * 1e3:8.1f} {x.nbytes / value / 1e9:6.2f} {copy / value:6.2f} {ratio_ml}")
+
+
+def blocked_path(x, container):
+    """Narrow ``x`` as quantize did before the lean path: anchor search, then the blocked path."""
+    window = container.with_anchor(max_anchor(x, container))
+    return quantize_bits_blocked(x.reshape(-1).view(np.uint32), window, None).view(np.float32)
+
+
+def call_repeatedly(function, calls):
+    # Results are dropped at once, so that memory is reused as in a training step.
+    for _ in range(calls):
+        function()
+
+
+def small_tensors(repeats):
+    """Print microseconds per call and the speedup of the lean path on training-step sizes."""
+    rng = np.random.default_rng(0)
+    calls = 200
+    print(f"best of {repeats} x {calls} calls; {platform.machine()}, {os.cpu_count()} cores, "
+          f"numpy {np.__version__}, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'values':>7s} {'e, m':>5s} {'copy us':>8s} {'lean us':>8s} {'blocked us':>10s} "
+          f"{'speedup':>8s}")
+    for size in SMALL_SIZES:
+        x = (rng.standard_normal(size) * 0.05).astype(np.float32)
+        for e, m in SMALL_WIDTHS:
+            container = Container.training(e, m)
+            assert np.array_equal(quantize(x, container, anchor="max"), blocked_path(x, container))
+            times = {}
+            for name, case in (("copy", x.copy),
+                               ("lean", lambda: quantize(x, container, anchor="max")),
+                               ("blocked", lambda: blocked_path(x, container))):
+                times[name] = best_seconds(lambda: call_repeatedly(case, calls), repeats) / calls
+            print(f"{size:7d} {e:2d},{m:2d} {times['copy'] * 1e6:8.1f} {times['lean'] * 1e6:8.1f} "
+                  f"{times['blocked'] * 1e6:10.1f} {times['blocked'] / times['lean']:8.2f}")
 
 
 if __name__ == "__main__":
