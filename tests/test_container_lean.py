@@ -140,3 +140,24 @@ def test_quantize_matches_general_on_fp32(case):
         return
     got = quantize(x, container, anchor=anchor, noise=noise)
     assert np.array_equal(got.view(np.uint32), expected)
+
+
+@pytest.mark.spec("C5", "C15")
+def test_lean_layouts_and_anchor_types():
+    container = Container.training(4, 3)
+    x = (np.random.default_rng(1).standard_normal((96, 48)) * 0.05).astype(np.float32)
+    for view in (x.T, x[:, ::3], x.reshape(2, 48, 48)):
+        lean = quantize_lean(view, container, "max", None)
+        assert lean is not None
+        assert lean.shape == view.shape
+        bits = np.ascontiguousarray(view).reshape(-1).view(np.uint32)
+        assert np.array_equal(lean.reshape(-1).view(np.uint32), general(bits, container, "max", None))
+    anchor = max_anchor(x, container)
+    expected = quantize(x, container, anchor=anchor)
+    assert np.array_equal(quantize(x, container, anchor=np.int64(anchor)), expected)
+    assert quantize_lean(x, container, True, None) is None
+    assert quantize_lean(x, container, 128, None) is None
+    with pytest.raises(TypeError, match="anchor must be None or an int; got True"):
+        quantize(x, container, anchor=True)
+    with pytest.raises(ValueError, match="anchor must be in -149..127"):
+        quantize(x, container, anchor=128)
