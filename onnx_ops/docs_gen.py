@@ -93,7 +93,8 @@ def _function_section():
         "10). The container's scalars are computed once. The bf16 container on float32 input "
         "is narrowed by a Cast to bfloat16 and back; otherwise the element-wise part runs by "
         "`Scan` over rows of cache-sized chunks. Standard operators per row in the default body "
-        "(float32, bias, nearest even, the float-addition branch for m <= 7), without constants:", "",
+        "(float32, bias, nearest even, the float-addition branch for m <= 7 and X within the "
+        "container's range), without constants:", "",
     ]
     function = function_body.narrow_function({})
     scan = next(node for graph_name, node in _nodes_in(function.node, "narrow")

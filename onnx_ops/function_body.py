@@ -56,8 +56,9 @@ def narrow_function(attributes, chunk=chunks.CHUNK):
     if a["anchor_mode"] == "max":
         largest, finite = _largest_finite(b, a, chunk)
     limits = _exponent_limits(b, a, e, m, largest)
-    if finite is not None and _checks_nan(a):
-        limits["nan_free"] = finite
+    if finite is not None:
+        limits["finite"] = finite
+        limits["largest_finite"] = largest
     if not cast_body.applies(a):
         _narrow_rows(b, a, m, limits, chunk, "Y")
     else:
@@ -90,11 +91,15 @@ def _narrow_rows(b, a, m, limits, chunk, output):
     general = _element_body(a, m, limits, body_inputs, chunk, fast=False)
     choices = []
     if a["rounding"] == "nearest_even":
-        if "nan_free" in limits:
-            # Without NaN inputs the short body needs no NaN check, which costs a compare and
-            # a Where per value.
+        # Where X holds no NaN, inf or value above the container's maximum, the short body
+        # needs no overflow or NaN check, each a compare and a Where per value.
+        short = _element_body(a, m, limits, body_inputs, chunk, True, True, in_range=True)
+        condition = b.op("And", limits["short_condition"], _in_range(b, a, limits))
+        choices.append((condition, short))
+        if "finite" in limits and _checks_nan(a):
+            # The max anchor rules out NaN at no cost, which leaves out the NaN check alone.
             short = _element_body(a, m, limits, body_inputs, chunk, True, True, nan_free=True)
-            condition = b.op("And", limits["short_condition"], limits["nan_free"])
+            condition = b.op("And", limits["short_condition"], limits["finite"])
             choices.append((condition, short))
         for power_by_cast in (True, False):
             fast = _element_body(a, m, limits, body_inputs, chunk, True, power_by_cast)
@@ -127,6 +132,23 @@ def _narrow_rows(b, a, m, limits, chunk, output):
                                     else_branch=branches[1]))
 
 
+def _in_range(b, a, limits):
+    """Return the 0-d bool "X holds no NaN, no inf and no magnitude above the maximum".
+
+    The max anchor has reduced X already. Other anchors reduce it here, which costs less
+    than the compare and Where per value that the check saves.
+    """
+    if "finite" in limits:
+        largest = limits["largest_finite"]
+        below = b.op("LessOrEqual", largest, limits["max_below"])
+        return b.op("And", limits["finite"], below, hint="in_range")
+    value = "X" if a["base"] == "fp32" else b.cast("X", TensorProto.FLOAT)
+    magnitude = b.op("BitCast", b.op("Abs", value), to=INT32)
+    # NaN and inf have the largest int32 magnitude bits, so they fail the compare too.
+    largest = b.cast(b.op("ReduceMax", magnitude, keepdims=0), UINT32)
+    return b.op("LessOrEqual", largest, limits["max_below"], hint="in_range")
+
+
 def _scan_choice(b, choices, last_body, scan_inputs, a, prefix):
     """Add a Scan of the first body in ``choices`` whose condition holds, else of ``last_body``.
 
@@ -152,13 +174,16 @@ def _row_info(name, a, chunk):
     return helper.make_tensor_value_info(name, schemas.BASE_ELEMENT_TYPES[a["base"]], [chunk])
 
 
-def _element_body(a, m, limits, inputs, chunk, fast, power_by_cast=False, nan_free=False):
+def _element_body(a, m, limits, inputs, chunk, fast, power_by_cast=False, nan_free=False,
+                  in_range=False):
     """Return the Scan body that narrows one row; it reads the scalars from the outer scope.
 
     ``fast`` picks the float addition body, and ``power_by_cast`` its variant for m <= 7.
-    ``nan_free`` leaves out the NaN check, for use only when X holds no NaN.
+    ``nan_free`` leaves out the NaN check, for use only when X holds no NaN, and ``in_range``
+    all of ``_apply_limits``, for use only when ``_in_range`` holds.
     """
-    b = NodeBuilder(("s_" if nan_free else "c_" if power_by_cast else "f_") if fast else "r_")
+    prefix = "i_" if in_range else "s_" if nan_free else "c_" if power_by_cast else "f_"
+    b = NodeBuilder(prefix if fast else "r_")
     if fast:
         value = "x_row" if a["base"] == "fp32" else b.cast("x_row", TensorProto.FLOAT)
         absolute = b.op("Abs", value)
@@ -180,8 +205,9 @@ def _element_body(a, m, limits, inputs, chunk, fast, power_by_cast=False, nan_fr
     sign = b.op("Sub", bits, magnitude, hint="sign")
     if not a["subnormals"]:
         rounded = _flush_below(b, rounded, limits["e_min"], fast)
-    result = b.op("Add", sign, _apply_limits(b, a, magnitude, rounded, limits, fast, nan_free),
-                  hint="signed")
+    if not in_range:
+        rounded = _apply_limits(b, a, magnitude, rounded, limits, fast, nan_free)
+    result = b.op("Add", sign, rounded, hint="signed")
     if fast and a["base"] == "bf16":
         # Exact: the result is a BF16 value or a NaN.
         value = b.op("BitCast", result, to=TensorProto.FLOAT)
