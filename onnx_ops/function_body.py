@@ -1,10 +1,13 @@
 """The ``Narrow`` operator as a FunctionProto made only of standard ONNX operators.
 
 ONNX Runtime runs such a model-local function with no native code. The container's scalars are
-computed once; the element-wise part runs by ``Scan`` over cache-sized rows, with one of two
-bodies: the integer body of ``integer_rounding`` (one integer rounding decision on uint32 bits)
-or, for nearest-even rounding where an ``If`` on the scalars finds it exact, the float addition
-of ``fast_body``. The sign is carried as the difference of the input bits and the magnitude
+computed once. The bf16 container is narrowed by the Cast round trip of ``cast_body``. Other
+containers run by ``Scan`` over cache-sized rows, with one of two bodies. The integer body of
+``integer_rounding`` makes one integer rounding decision on uint32 bits. For nearest-even
+rounding, where an ``If`` on the scalars finds it exact, the float addition of ``fast_body``
+runs instead.
+Variants of the float body for m <= 7 leave out the overflow or NaN checks that a reduction of
+X has shown to be unneeded. The sign is carried as the difference of the input bits and the magnitude
 bits, so -0 survives (a float ``Where`` in ONNX Runtime 1.32 turns a selected -0 into +0).
 BitCast needs opset 26.
 
@@ -91,7 +94,7 @@ def _narrow_rows(b, a, m, limits, chunk, output):
     general = _element_body(a, m, limits, body_inputs, chunk, fast=False)
     choices = []
     if a["rounding"] == "nearest_even":
-        # Where X holds no NaN, inf or value above the container's maximum, the short body
+        # Where X contains no NaN, inf or value above the container's maximum, the short body
         # needs no overflow or NaN check, each a compare and a Where per value.
         short = _element_body(a, m, limits, body_inputs, chunk, True, True, in_range=True)
         condition = b.op("And", limits["short_condition"], _in_range(b, a, limits))
@@ -133,7 +136,7 @@ def _narrow_rows(b, a, m, limits, chunk, output):
 
 
 def _in_range(b, a, limits):
-    """Return the 0-d bool "X holds no NaN, no inf and no magnitude above the maximum".
+    """Return the 0-d bool "X contains no NaN, no inf and no magnitude above the maximum".
 
     The max anchor has reduced X already. Other anchors reduce it here, which costs less
     than the compare and Where per value that the check saves.
@@ -179,11 +182,18 @@ def _element_body(a, m, limits, inputs, chunk, fast, power_by_cast=False, nan_fr
     """Return the Scan body that narrows one row; it reads the scalars from the outer scope.
 
     ``fast`` picks the float addition body, and ``power_by_cast`` its variant for m <= 7.
-    ``nan_free`` leaves out the NaN check, for use only when X holds no NaN, and ``in_range``
-    all of ``_apply_limits``, for use only when ``_in_range`` holds.
+    ``nan_free`` leaves out the NaN check, for use only when X contains no NaN. ``in_range``
+    leaves out all of ``_apply_limits``, for use only when ``_in_range`` is true.
     """
-    prefix = "i_" if in_range else "s_" if nan_free else "c_" if power_by_cast else "f_"
-    b = NodeBuilder(prefix if fast else "r_")
+    if not fast:
+        prefix = "r_"
+    elif in_range:
+        prefix = "i_"
+    elif nan_free:
+        prefix = "s_"
+    else:
+        prefix = "c_" if power_by_cast else "f_"
+    b = NodeBuilder(prefix)
     if fast:
         value = "x_row" if a["base"] == "fp32" else b.cast("x_row", TensorProto.FLOAT)
         absolute = b.op("Abs", value)
