@@ -157,7 +157,18 @@ def load_backend(spec):
         factory = getattr(module, factory_name)
     except AttributeError:
         raise ValueError(f"backend {spec!r}: module {module_name} has no {factory_name}") from None
-    backend = factory()
+    if not callable(factory):
+        raise ValueError(
+            f"backend {spec!r}: {module_name}.{factory_name} must be a callable that returns a "
+            f"backend; got an object of type {type(factory).__name__}"
+        )
+    try:
+        backend = factory()
+    except BackendUnavailable:
+        raise
+    except Exception as error:  # a user's factory may fail in any way; name it and go on
+        raise ValueError(f"backend {spec!r}: the factory raised {type(error).__name__}: "
+                         f"{error}") from error
     check_backend(backend, spec)
     return backend
 
@@ -165,6 +176,8 @@ def load_backend(spec):
 def check_backend(backend, spec=None):
     """Raise ValueError unless ``backend`` has a name and declares only known capabilities."""
     label = spec or getattr(backend, "name", repr(backend))
+    if backend is None:
+        raise ValueError(f"backend {label!r}: the factory must return a backend object; got None")
     if not isinstance(getattr(backend, "name", None), str):
         name = getattr(backend, "name", None)
         raise ValueError(f"backend {label!r}: name must be a str; got {name!r}")

@@ -60,7 +60,12 @@ def run(args):
     try:
         backend = load_backend(args.backend)
     except (BackendUnavailable, ValueError, ImportError) as error:
-        print(f"sfp conformance: cannot load backend {args.backend!r}: {error}", file=sys.stderr)
+        # load_backend's own messages start with the backend; an import error's does not.
+        message = str(error)
+        label = f"backend {args.backend!r}: "
+        if not message.startswith(label):
+            message = label + message
+        print(f"sfp conformance: cannot load {message}", file=sys.stderr)
         return 2
 
     print(f"backend {backend.name}: {len(backend.capabilities)} capabilities, "
@@ -103,8 +108,11 @@ def print_failures(report):
         if result.failure is None:
             continue
         failure = result.failure
+        # A failure outside the compared calls, such as a declared capability whose method
+        # raises NotImplementedError, has no rule of its own and fails every rule of the check.
+        rules = f"rule {failure.rule}" if failure.rule else f"rules {', '.join(result.check.rules)}"
         print()
-        print(f"FAILED {result.check.id} (rule {failure.rule}): {failure.what}")
+        print(f"FAILED {result.check.id} ({rules}): {failure.what}")
         for key, value in failure.inputs.items():
             print(f"  {key}: {value}")
         print(f"  expected: {failure.expected}")

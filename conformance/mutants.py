@@ -42,6 +42,10 @@ class Mistakes:
     """judge overflow on the input instead of on the rounded result"""
     ieee_max_for_fn: bool = False
     """use the ieee layout's max 240 for e4m3 with the fn layout too (448)"""
+    flattens_output: bool = False
+    """return the result as a 1-d array instead of in x's shape"""
+    overwrites_input: bool = False
+    """reuse x as scratch space after computing the result, leaving zeros in it"""
 
 
 class FlawedQuantizer(BaseBackend):
@@ -55,7 +59,12 @@ class FlawedQuantizer(BaseBackend):
 
     def quantize(self, x, container, *, anchor=None, noise=None):
         with np.errstate(invalid="ignore", over="ignore"):
-            return self._quantize(x, container.with_anchor(anchor))
+            result = self._quantize(x, container.with_anchor(anchor))
+        if self.mistakes.overwrites_input:
+            x[...] = 0
+        if self.mistakes.flattens_output:
+            result = result.reshape(-1)
+        return result
 
     def _quantize(self, x, window):
         mistakes = self.mistakes
@@ -188,6 +197,14 @@ def ieee_max_for_fn():
     return FlawedQuantizer("ieee-max-for-fn", ieee_max_for_fn=True)
 
 
+def flattens_output():
+    return FlawedQuantizer("flattens-output", flattens_output=True)
+
+
+def overwrites_input():
+    return FlawedQuantizer("overwrites-input", overwrites_input=True)
+
+
 def gecko_off_by_one_bit():
     return _OffByOneGecko()
 
@@ -204,6 +221,8 @@ EXPECTED_RULES = {
     log2_exponent: "C7",
     overflow_before_rounding: "C13",
     ieee_max_for_fn: "C2",
+    flattens_output: "C15",
+    overwrites_input: "C15",
 }
 # Rules a mutant breaks besides its own: a float32 log2 also picks the binade above for values
 # just below 2^128, which then round past max.

@@ -118,8 +118,9 @@ def run_one(backend, check, examples):
         return CheckResult(check, FAILED, time.perf_counter() - start, mismatch)
     except NotImplementedError as error:
         # A backend that declares a capability must implement its methods.
-        mismatch = Mismatch(None, "declared capability raised NotImplementedError", {},
-                            "an implementation", str(error))
+        declared = ", ".join(sorted(check.requires))
+        mismatch = Mismatch(None, f"the backend declares {declared} but raised "
+                            "NotImplementedError", {}, "an implementation", str(error))
         return CheckResult(check, FAILED, time.perf_counter() - start, mismatch)
     except Exception as error:  # a backend may fail outside the compared calls, in any way
         logger.exception("%s raised", check.id)

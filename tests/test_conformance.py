@@ -16,7 +16,8 @@ FAST_EXAMPLES = {"numpy": 40, "onnx-reference": 20, "onnx-function": 20, "onnxru
 DEEP_EXAMPLES = 1000
 SUITES = ["containers", "gecko", "bitlength", "bitwave"]
 # The checks a quantize-only backend runs; the others need capabilities the mutants lack.
-MUTANT_CHECKS = ("quantize-fp32", "quantize-presets", "quantize-sign-symmetry", "quantize-vectors")
+MUTANT_CHECKS = ("quantize-fp32", "quantize-presets", "quantize-sign-symmetry", "quantize-vectors",
+                 "quantize-array-contract")
 SUITE_RULES = {
     "containers": ("C2", "C3", "C5", "C6", "C7", "C8", "C9", "C10", "C11", "C12", "C13", "C14",
                    "C15", "C16", "C17", "C18", "C19", "C20"),
@@ -71,7 +72,7 @@ def test_float64_quantizer_without_mistakes_passes():
     assert failures(report) == []
 
 
-@pytest.mark.spec("C2", "C7", "C8", "C12", "C13", "C14", "C16")
+@pytest.mark.spec("C2", "C7", "C8", "C12", "C13", "C14", "C15", "C16")
 @pytest.mark.parametrize("factory", list(mutants.EXPECTED_RULES), ids=lambda f: f.__name__)
 def test_mutant_fails_naming_its_rule(factory):
     report = run_checks(factory(), ["containers"], 40, names=MUTANT_CHECKS)
@@ -149,3 +150,77 @@ def test_backend_exception_fails_check():
     assert report.failed
     assert all(r.status == FAILED for r in report.results)
     assert "TypeError" in report.results[0].failure.actual
+
+
+@pytest.mark.spec("C15")
+@pytest.mark.parametrize(
+    ("factory", "what"),
+    [(mutants.flattens_output, "output must be float32 of x's shape"),
+     (mutants.overwrites_input, "x must not be modified")],
+    ids=["flattens-output", "overwrites-input"],
+)
+def test_array_contract_check_names_mistake(factory, what):
+    report = run_checks(factory(), ["containers"], 20, names=("quantize-array-contract",))
+
+    assert report.rule_status()["C15"] == FAILED
+    assert report.results[0].failure.what == what
+
+
+class _ReturnsInput(NumpyBackend):
+    """Narrowing to FP32 is the identity, so this backend returns x itself for it."""
+
+    name = "returns-input"
+    capabilities = frozenset({"quantize"})
+
+    def quantize(self, x, container, *, anchor=None, noise=None):
+        if container.name == "fp32":
+            return x
+        return super().quantize(x, container, anchor=anchor, noise=noise)
+
+
+@pytest.mark.spec("C15")
+def test_array_contract_needs_new_array():
+    report = run_checks(_ReturnsInput(), ["containers"], 60, names=("quantize-array-contract",))
+
+    assert report.rule_status()["C15"] == FAILED
+    assert report.results[0].failure.what == "output must be a new array"
+
+
+NOT_CALLABLE = 5
+
+
+def _returns_none():
+    return None
+
+
+def _raises():
+    raise RuntimeError("no device")
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [("NOT_CALLABLE", "must be a callable that returns a backend; got an object of type int"),
+     ("_returns_none", "the factory must return a backend object; got None"),
+     ("_raises", "the factory raised RuntimeError: no device")],
+)
+def test_load_backend_rejects_bad_factory(factory, message):
+    with pytest.raises(ValueError, match=message):
+        load_backend(f"tests.test_conformance:{factory}")
+
+
+class _DeclaresWithoutMethods(NumpyBackend):
+    name = "declares-without-methods"
+    capabilities = frozenset({"bitwave"})
+
+    def controller_init(self, config):
+        raise NotImplementedError("backend 'declares-without-methods' does not implement "
+                                  "controller_init()")
+
+
+def test_declared_unimplemented_capability_fails_check():
+    report = run_checks(_DeclaresWithoutMethods(), ["bitwave"], 3)
+    failure = report.results[0].failure
+
+    assert report.results[0].status == FAILED
+    assert failure.what == "the backend declares bitwave but raised NotImplementedError"
+    assert "controller_init()" in failure.actual

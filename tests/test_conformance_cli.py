@@ -61,3 +61,43 @@ def test_cli_checks_vectors(capsys):
 def test_cli_checks_coverage_table(capsys):
     assert sfp.main(["conformance", "coverage"]) == 0
     assert "up to date" in capsys.readouterr().out
+
+
+class _DeclaresWithoutMethods:
+    name = "declares-without-methods"
+    capabilities = frozenset({"gecko.exponents"})
+
+    def encode_exponents(self, exponents, *, mode="fixed", group_size=32):
+        raise NotImplementedError("encode_exponents() is not written yet")
+
+    def decode_exponents(self, blob):
+        raise NotImplementedError("decode_exponents() is not written yet")
+
+
+def declares_without_methods():
+    return _DeclaresWithoutMethods()
+
+
+NOT_CALLABLE = 5
+
+
+def test_cli_names_rules_of_unimplemented_capability(capsys):
+    status = sfp.main(["conformance", "--backend",
+                       "tests.test_conformance_cli:declares_without_methods",
+                       "--suite", "gecko", "--examples", "3"])
+    output = capsys.readouterr().out
+
+    assert status == 1
+    assert "rule None" not in output
+    assert ("FAILED gecko/exponents-round-trip (rules G1, G2, G3, G4, G5): the backend "
+            "declares gecko.exponents but raised NotImplementedError") in output
+
+
+def test_cli_rejects_factory_that_is_not_callable(capsys):
+    status = sfp.main(["conformance", "--backend", "tests.test_conformance_cli:NOT_CALLABLE"])
+    error = capsys.readouterr().err
+
+    assert status == 2
+    assert error == ("sfp conformance: cannot load backend 'tests.test_conformance_cli:"
+                     "NOT_CALLABLE': tests.test_conformance_cli.NOT_CALLABLE must be a callable "
+                     "that returns a backend; got an object of type int\n")

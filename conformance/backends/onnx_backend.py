@@ -52,11 +52,16 @@ class _NarrowBackend(BaseBackend):
 
     def quantize(self, x, container, *, anchor=None, noise=None):
         mode = _anchor_mode(anchor)
-        feeds = {"X": self._to_base(np.ascontiguousarray(x, np.float32), container)}
+        # The models take X of rank 1, which ONNX Runtime enforces. Narrow is elementwise and
+        # its max anchor covers the whole tensor, so flattening x (and noise of x's shape)
+        # keeps every result.
+        flat = np.ascontiguousarray(x, np.float32).reshape(-1)
+        feeds = {"X": self._to_base(flat, container)}
         if mode is True:
             feeds["anchor"] = np.array(anchor, np.int64)
         if noise is not None:
-            feeds["noise"] = noise
+            noise = np.asarray(noise)
+            feeds["noise"] = noise.reshape(-1) if noise.shape == np.shape(x) else noise
         session = self._session(container, mode, noise is not None)
         (y,) = session.run(feeds)
         return self._from_base(np.asarray(y)).reshape(x.shape)

@@ -1,3 +1,3 @@
 """The conformance suites; importing this package registers every check."""
 
-from conformance.suites import bitlength, bitwave, containers, gecko  # noqa: F401
+from conformance.suites import arrays, bitlength, bitwave, containers, gecko  # noqa: F401
