@@ -3,9 +3,9 @@
 Usage: python bench/bench_onnx.py [--size 16777216] [--repeats 5] [--threads 1]
 
 Prints one line per case: GB/s of float32 input for the reference and ONNX Runtime (best run),
-the ratio of the best runs and the median ratio over pairs of runs, with a numpy copy and (when
-installed) an ml_dtypes round trip as baselines from the same process. The reference and ONNX
-Runtime runs alternate, so both see the same load on a shared machine.
+the ratio of the best runs and the median ratio over pairs of runs. A numpy copy and (when
+installed) an ml_dtypes round trip from the same process are the baselines. The reference and
+ONNX Runtime runs alternate, so both see the same load on a shared machine.
 """
 
 import argparse

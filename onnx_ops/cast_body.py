@@ -8,7 +8,7 @@ the reference does. ONNX Runtime's Cast is vectorized: about 1 ms per 16 Mi valu
 x86_64 machine, against about 15 operators per value in the other bodies.
 
 NOTE: the Cast specification of opset 26 does not fix how float32 rounds to bfloat16, so
-another runtime may truncate; tests/test_onnx_bodies.py checks the two runtimes above.
+another runtime may truncate. tests/test_onnx_bodies.py checks the two runtimes above.
 """
 
 from onnx import TensorProto, helper
