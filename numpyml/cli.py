@@ -2,14 +2,30 @@
 
 import argparse
 import logging
+import math
 import sys
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 EXIT_DIVERGED = 3
+EXIT_USAGE = 2
+
+# The narrowing options (numpyml.narrowing.add_arguments) that each method reads. A method
+# ignores the others, so setting one of them is a mistake worth rejecting. Methods missing
+# here, such as ones that tests register, are not checked.
+OPTIONS_OF_METHOD = {
+    "fp32": (),
+    "fixed": ("rounding", "exponent_bits", "mantissa_bits", "gecko_every"),
+    "bitchop": ("rounding", "mantissa_min", "gecko_every"),
+    "bitwave": ("rounding", "mantissa_min", "exponent_min", "gecko_every"),
+    "quantum": ("rounding", "gamma", "collapse_mode", "mantissa_min", "exponent_min",
+                "gecko_every"),
+}
 
 
 def register(subparsers):
+    from numpyml.data import MAX_CLASSES
     from numpyml.methods import METHODS
     from numpyml.models import MODELS
     from numpyml.optim import OPTIMIZERS
@@ -27,7 +43,11 @@ def register(subparsers):
                         help="model architecture (default: %(default)s)")
     parser.add_argument("--dataset", default=defaults.dataset,
                         help="'digits' or the path of an .npz file with x_train, y_train, "
-                        "x_test, y_test (default: %(default)s)")
+                        "x_test, y_test. Images are (N, H, W) or (N, C, H, W): integer pixels "
+                        "must be in 0..255 and are divided by 255, float pixels must be finite "
+                        "and are used as given, so they should already be in [0, 1]. Labels "
+                        f"are integers 0..K-1 with K at most {MAX_CLASSES} "
+                        "(default: %(default)s)")
     parser.add_argument("--method", choices=sorted(METHODS), default=defaults.method,
                         help="how stored tensors are kept during training (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs,
@@ -72,6 +92,10 @@ def run(args):
     from numpyml.report import format_table, train_with_baseline
     from numpyml.train import TrainConfig, TrainingDiverged
 
+    problem = check_arguments(args)
+    if problem:
+        print(f"sfp train: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     config = TrainConfig(
         model=args.model, dataset=args.dataset, method=args.method, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
@@ -86,15 +110,93 @@ def run(args):
     except TrainingDiverged as error:
         print(f"sfp train: {error}", file=sys.stderr)
         return EXIT_DIVERGED
-    except (ValueError, KeyError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, OSError) as error:
         print(f"sfp train: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     print(
         f"test accuracy {report['test_accuracy']:.2%} on {report['dataset']['test']} images, "
         f"{report['wall_time_s']:.1f} s; report in {args.out}/report.json"
     )
     print(format_table(report))
     return 0
+
+
+def check_arguments(args):
+    """Return a message naming the first invalid option of ``args``, or None when all are valid.
+
+    Training would fail on these only after loading data and building the model, or not at
+    all: a NaN learning rate diverges at step 1, and a flag that the method ignores is lost.
+    """
+    checks = [
+        ("--epochs", args.epochs, args.epochs >= 1, "must be at least 1"),
+        ("--batch-size", args.batch_size, args.batch_size >= 1, "must be at least 1"),
+        ("--lr", args.lr, math.isfinite(args.lr) and args.lr > 0, "must be finite and positive"),
+        ("--weight-decay", args.weight_decay,
+         math.isfinite(args.weight_decay) and args.weight_decay >= 0, "must be finite and >= 0"),
+        ("--blas-threads", args.blas_threads, args.blas_threads >= 1, "must be at least 1"),
+    ]
+    for option, value, valid, rule in checks:
+        if not valid:
+            return f"{option}: {rule}; got {value}"
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        return f"--out: must be a directory (created if missing); got {out}, an existing file"
+    return _check_narrowing_arguments(args)
+
+
+def _check_narrowing_arguments(args):
+    defaults = _narrowing_defaults()
+    used = OPTIONS_OF_METHOD.get(args.method)
+    if used is None:
+        return None
+    for name, default in vars(defaults).items():
+        if name != "baseline" and name not in used and getattr(args, name) != default:
+            return (f"--{name.replace('_', '-')}: --method {args.method} does not use it; "
+                    f"drop the option or choose a method that does")
+    return _check_widths(args)
+
+
+def _narrowing_defaults():
+    from numpyml import narrowing
+
+    parser = argparse.ArgumentParser(add_help=False)
+    narrowing.add_arguments(parser)
+    return parser.parse_args([])
+
+
+def _check_widths(args):
+    from numpyml.narrowing import QuantumConfig
+    from reference import controller
+
+    if args.method == "fixed":
+        ranges = {"exponent_bits": (1, 8), "mantissa_bits": (0, 23)}
+        whole = True
+    elif args.method == "quantum":
+        start = QuantumConfig()
+        ranges = {"mantissa_min": (0, start.start_mantissa_bits),
+                  "exponent_min": (1, start.start_exponent_bits), "gamma": (0, math.inf)}
+        whole = False
+    elif args.method in ("bitchop", "bitwave"):
+        start = controller.ControllerConfig()
+        ranges = {"mantissa_min": (0, start.start_mantissa_bits),
+                  "exponent_min": (1, start.start_exponent_bits)}
+        whole = True
+    else:
+        return None
+    for name, (low, high) in ranges.items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        option = f"--{name.replace('_', '-')}"
+        if not math.isfinite(value) or not low <= value <= high:
+            bounds = f">= {low:g}" if math.isinf(high) else f"in [{low:g}, {high:g}]"
+            return f"{option}: must be {bounds} with --method {args.method}; got {value}"
+        if whole and value != int(value):
+            return f"{option}: must be a whole number of bits with --method {args.method}; " \
+                f"got {value}"
+    if args.gecko_every < 0:
+        return f"--gecko-every: must be >= 0 (0 turns Gecko sizes off); got {args.gecko_every}"
+    return None
 
 
 def main(argv=None):

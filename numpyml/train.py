@@ -4,7 +4,7 @@
 the held-out split after every epoch, and writes ``report.json`` and ``checkpoint.npz`` to
 ``config.out_dir`` when it is set. A run with the same config and seed gives the same
 numbers. A NaN or infinite loss raises ``TrainingDiverged`` before the update is applied,
-and the checkpoint from the last completed epoch stays on disk.
+and the checkpoint from the last completed epoch, if one completed, stays on disk.
 """
 
 import dataclasses
@@ -60,6 +60,12 @@ class TrainConfig:
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(
                 f"TrainConfig: schedule must be 'constant' or 'cosine'; got {self.schedule!r}"
+            )
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"TrainConfig: lr must be finite and positive; got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(
+                f"TrainConfig: weight_decay must be finite and >= 0; got {self.weight_decay}"
             )
 
 
@@ -171,17 +177,20 @@ class _Run:
         self.step = 0
 
     def train_step(self, x_batch, y_batch):
-        logits = self.model(Tensor(x_batch))
-        loss = cross_entropy(logits, y_batch)
-        extra = self.method.extra_loss(self.model)
-        if extra is not None:
-            loss = loss + extra
-        value = loss.item()
+        # Overflow and NaN in the forward pass end in a non-finite loss, which the check
+        # below turns into TrainingDiverged, so numpy's warnings about them are noise.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            logits = self.model(Tensor(x_batch))
+            loss = cross_entropy(logits, y_batch)
+            extra = self.method.extra_loss(self.model)
+            if extra is not None:
+                loss = loss + extra
+            value = loss.item()
         if not math.isfinite(value):
             raise TrainingDiverged(
                 f"training diverged: the loss is {value} at step {self.step} "
                 f"(epoch {self.step // self.steps_per_epoch + 1}); lower --lr or check the "
-                "method's extra loss. The checkpoint of the last completed epoch is kept.",
+                "method's extra loss.",
                 self.step,
             )
 
@@ -242,11 +251,12 @@ def train(config, method=None, on_epoch=None):
             if on_epoch is not None:
                 on_epoch(metrics)
     except TrainingDiverged as error:
-        report.update(status="diverged", error=str(error), epochs=epochs,
+        diverged = TrainingDiverged(f"{error} {_checkpoint_note(out_dir, epochs)}", error.step)
+        report.update(status="diverged", error=str(diverged), epochs=epochs,
                       wall_time_s=time.perf_counter() - start)
         if out_dir is not None:
             _write_report(out_dir, report)
-        raise
+        raise diverged from error
 
     report.update(
         status="completed",
@@ -263,6 +273,16 @@ def train(config, method=None, on_epoch=None):
     if out_dir is not None:
         _write_report(out_dir, report)
     return report
+
+
+def _checkpoint_note(out_dir, epochs):
+    """Return the sentence that names the checkpoint a diverged run left on disk, if any."""
+    if out_dir is None:
+        return "No checkpoint is written without an output directory."
+    if not epochs:
+        return "No checkpoint was written because no epoch completed."
+    return (f"The checkpoint of epoch {epochs[-1]['epoch']}, the last completed one, is kept in "
+            f"{out_dir / CHECKPOINT_FILE}.")
 
 
 def _merge_method_report(report, extra):

@@ -19,8 +19,17 @@ def register(subparsers):
 
 
 def run(args):
+    from pathlib import Path
+
     from onnx_ops import export
 
+    out = Path(args.out)
+    if not out.resolve().parent.is_dir():
+        # Exporting takes seconds, so a path that cannot be written is rejected first.
+        raise FileNotFoundError(f"--out {out}: directory {out.parent} does not exist; create it "
+                                "first")
+    if out.is_dir():
+        raise IsADirectoryError(f"--out {out}: is a directory; pass the path of an .onnx file")
     model = export.export_run(args.run_dir)
     export.save(model, args.out)
     narrowed = sum(node.op_type == "Narrow" for node in model.graph.node)

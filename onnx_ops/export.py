@@ -36,12 +36,22 @@ def load_run(run_dir):
     from numpyml.train import load_checkpoint
 
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir}: not found; pass a directory written "
+                                "by `sfp train`")
     for name in (REPORT_FILE, CHECKPOINT_FILE):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(
                 f"run directory {run_dir} has no {name}; pass a directory written by `sfp train`"
             )
     report = json.loads((run_dir / REPORT_FILE).read_text(encoding="utf-8"))
+    status = report.get("status")
+    if status != "completed":
+        # The checkpoint of a diverged run predates its report, which has no final widths.
+        raise ValueError(
+            f"run directory {run_dir}: export needs a completed run; got status {status!r}"
+            + (f" ({report['error']})" if report.get("error") else "")
+        )
     config = report["config"]
     dataset = load_dataset(config["dataset"], seed=config["split_seed"])
     model = models.build(config["model"], dataset.input_shape, dataset.num_classes)
@@ -206,4 +216,4 @@ def save(model, path):
     """Write ``model`` to ``path`` after checking it once more with full_check."""
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
-    logger.info("wrote %s (%d nodes)", path, len(model.graph.node))
+    logger.debug("wrote %s (%d nodes)", path, len(model.graph.node))

@@ -7,7 +7,7 @@ import pytest
 
 import numpyml as nm
 from numpyml import methods, optim
-from numpyml.data import batches, load_digits, load_npz, stratified_split
+from numpyml.data import MAX_CLASSES, batches, load_digits, load_npz, stratified_split
 from numpyml.train import TrainConfig, TrainingDiverged, load_checkpoint, train
 from numpyml import models
 from numpyml.blas import get_blas_threads, set_blas_threads
@@ -85,7 +85,7 @@ def test_npz_loader_scales_and_adds_channel(tmp_path):
 
 def test_npz_loader_reports_missing_keys(tmp_path):
     path = write_npz(tmp_path / "set.npz", y_test=None)
-    with pytest.raises(KeyError, match=r"missing arrays \['y_test'\]"):
+    with pytest.raises(ValueError, match=r"missing arrays \['y_test'\]"):
         load_npz(path)
 
 
@@ -98,6 +98,61 @@ def test_npz_loader_reports_length_mismatch(tmp_path):
 def test_npz_loader_rejects_float_labels(tmp_path):
     path = write_npz(tmp_path / "set.npz", y_test=np.array([0.0, 1.0, 2.0]))
     with pytest.raises(TypeError, match="y_test must hold integer class labels"):
+        load_npz(path)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"y_train": np.array([2_000_000_000, 1, 2, 0, 1, 2])},
+         "K at most 10000, .* got label 2000000000 at index 0"),
+        ({"y_test": np.array([0, 1, MAX_CLASSES])}, f"got label {MAX_CLASSES} at index 2"),
+        ({"x_train": np.zeros((0, 4, 4), np.uint8), "y_train": np.zeros(0, np.int64)},
+         "x_train must contain at least one image"),
+        ({"x_test": np.zeros((0, 1, 4, 4), np.float32), "y_test": np.zeros(0, np.int64)},
+         "x_test must contain at least one image"),
+        ({"x_train": np.full((6, 4, 4), np.nan, np.float32)},
+         "pixels of x_train must be finite; got nan at image 0, channel 0, row 0, column 0"),
+        ({"x_test": np.pad(np.full((1, 4, 4), np.inf, np.float32), ((2, 0), (0, 0), (0, 0)))},
+         "pixels of x_test must be finite; got inf at image 2"),
+        ({"x_train": np.full((6, 4, 4), 256, np.int32)},
+         r"integer pixels of x_train must be in \[0, 255\]"),
+        ({"x_test": np.full((3, 4, 4), -1, np.int16)},
+         r"integer pixels of x_test must be in \[0, 255\], .* got values in \[-1, -1\]"),
+    ],
+    ids=["huge-label", "label-at-limit", "empty-train", "empty-test", "nan", "inf",
+         "int-above-255", "int-below-0"],
+)
+def test_npz_loader_rejects_invalid_arrays(tmp_path, overrides, message):
+    path = write_npz(tmp_path / "set.npz", **overrides)
+
+    with pytest.raises(ValueError, match=message):
+        load_npz(path)
+
+
+def test_npz_loader_accepts_largest_label(tmp_path):
+    path = write_npz(tmp_path / "set.npz", y_test=np.array([0, 1, MAX_CLASSES - 1]))
+
+    assert load_npz(path).num_classes == MAX_CLASSES
+
+
+def test_npz_loader_rejects_file_that_is_not_npz(tmp_path):
+    (tmp_path / "text.npz").write_text("x_train,y_train\n")
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    (tmp_path / "array.npy").rename(tmp_path / "array.npz")
+
+    with pytest.raises(ValueError, match="text.npz: not an .npz archive; write the image set "
+                                         "with np.savez"):
+        load_npz(tmp_path / "text.npz")
+    with pytest.raises(ValueError, match="array.npz: contains one .npy array"):
+        load_npz(tmp_path / "array.npz")
+
+
+def test_npz_loader_rejects_object_array(tmp_path):
+    path = tmp_path / "set.npz"
+    write_npz(path, x_train=np.array([np.zeros((4, 4))] * 6, dtype=object))
+
+    with pytest.raises(ValueError, match="x_train cannot be read without pickle"):
         load_npz(path)
 
 
@@ -165,6 +220,40 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
     report = json.loads((run_dir / "report.json").read_text())
     assert report["status"] == "diverged"
     assert "step 25" in report["error"]
+    assert "The checkpoint of epoch 1, the last completed one, is kept" in str(caught.value)
+
+
+def test_divergence_in_first_epoch_says_no_checkpoint(tmp_path):
+    with pytest.raises(TrainingDiverged) as caught:
+        train(quick_config(tmp_path, epochs=2), method=NaNAtStep(3))
+
+    assert "No checkpoint was written because no epoch completed." in str(caught.value)
+    assert "is kept" not in str(caught.value)
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_diverging_run_emits_no_runtime_warning(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(TrainingDiverged, match="at step 1 "):
+            train(quick_config(tmp_path, lr=1e30, epochs=1))
+
+    assert [w for w in caught if issubclass(w.category, RuntimeWarning)] == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [({"lr": float("nan")}, "lr must be finite and positive; got nan"),
+     ({"lr": float("inf")}, "lr must be finite and positive; got inf"),
+     ({"lr": 0.0}, "lr must be finite and positive; got 0.0"),
+     ({"weight_decay": -1.0}, "weight_decay must be finite and >= 0; got -1.0")],
+    ids=["lr-nan", "lr-inf", "lr-zero", "negative-weight-decay"],
+)
+def test_config_rejects_invalid_numbers(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        quick_config(tmp_path, **overrides).validate()
 
 
 class Recorder(methods.Method):

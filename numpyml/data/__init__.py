@@ -1,6 +1,7 @@
 """Image classification data: the vendored digits, user ``.npz`` sets, seeded batching."""
 
 import gzip
+import zipfile
 from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
@@ -9,10 +10,18 @@ import numpy as np
 
 DIGITS_TEST_SIZE = 599  # one third of the 1,797 images
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+# The class count of an .npz set is its largest label + 1, and the output layer has one unit per
+# class, so a stray label of 2e9 would ask for terabytes. The cap is ten times the 1,000 classes
+# of ImageNet-1k.
+MAX_CLASSES = 10_000
 
 
 class Dataset(NamedTuple):
-    """A train/test split of images (N, C, H, W) float32 in [0, 1] and int64 labels (N,)."""
+    """A train/test split of images (N, C, H, W) float32 and int64 labels (N,).
+
+    Pixels are in [0, 1] for the digits and integer .npz images. Float .npz images keep their
+    values, which ``load_npz`` checks only for being finite.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -74,12 +83,31 @@ def _as_images(array, key, path):
         raise ValueError(
             f"{path}: {key} must be (N, H, W) or (N, C, H, W) images; got shape {array.shape}"
         )
+    if len(array) == 0:
+        raise ValueError(f"{path}: {key} must contain at least one image; got shape "
+                         f"{array.shape}")
     if array.dtype.kind in "iu":
         # Integer pixels are taken as 8-bit intensities.
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high > 255:
+            raise ValueError(
+                f"{path}: integer pixels of {key} must be in [0, 255], because they are divided "
+                f"by 255; got values in [{low}, {high}]. Scale them to [0, 1] and save float32."
+            )
         return array.astype(np.float32) / 255
     if array.dtype.kind != "f":
         raise TypeError(f"{path}: {key} must hold numbers; got dtype {array.dtype}")
-    return array.astype(np.float32)
+    images = array.astype(np.float32)
+    finite = np.isfinite(images)
+    if not finite.all():
+        image, channel, row, column = np.unravel_index(int(np.flatnonzero(~finite)[0]),
+                                                       images.shape)
+        raise ValueError(
+            f"{path}: pixels of {key} must be finite; got "
+            f"{images[image, channel, row, column]} at image {image}, channel {channel}, "
+            f"row {row}, column {column}"
+        )
+    return images
 
 
 def _as_labels(array, key, path):
@@ -92,24 +120,26 @@ def _as_labels(array, key, path):
         raise ValueError(f"{path}: {key} must be 1-d; got shape {array.shape}")
     if array.size and array.min() < 0:
         raise ValueError(f"{path}: {key} must be non-negative; got minimum {array.min()}")
+    if array.size and array.max() >= MAX_CLASSES:
+        index = int(np.argmax(array))
+        raise ValueError(
+            f"{path}: {key} labels must be class indices 0..K-1 with K at most {MAX_CLASSES}, "
+            f"because the model gets one output per class up to the largest label; got label "
+            f"{array[index]} at index {index}. Renumber the classes 0..K-1."
+        )
     return array.astype(np.int64)
 
 
 def load_npz(path):
     """Return a Dataset from an ``.npz`` with arrays ``x_train, y_train, x_test, y_test``.
 
-    Images are (N, H, W) or (N, C, H, W): integers are divided by 255 and floats are used as
-    given, so float images should already lie in [0, 1]. Labels are integers 0..K-1.
+    Images are (N, H, W) or (N, C, H, W) with N at least 1. Integer pixels must be in
+    [0, 255] and are divided by 255. Float pixels must be finite and are used as given, so they
+    should already lie in [0, 1]. Labels are integers 0..K-1 with K at most ``MAX_CLASSES``,
+    and K is the largest label + 1. Raises ValueError or TypeError naming the array.
     """
     path = Path(path)
-    with np.load(path, allow_pickle=False) as archive:
-        missing = [key for key in NPZ_KEYS if key not in archive.files]
-        if missing:
-            raise KeyError(
-                f"{path}: missing arrays {missing}; an image set needs {list(NPZ_KEYS)}, "
-                f"found {archive.files}"
-            )
-        arrays = {key: archive[key] for key in NPZ_KEYS}
+    arrays = _read_npz(path)
     x_train = _as_images(arrays["x_train"], "x_train", path)
     x_test = _as_images(arrays["x_test"], "x_test", path)
     y_train = _as_labels(arrays["y_train"], "y_train", path)
@@ -126,6 +156,34 @@ def load_npz(path):
         )
     num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
     return Dataset(x_train, y_train, x_test, y_test, num_classes, path.stem)
+
+
+def _read_npz(path):
+    """Return the arrays ``NPZ_KEYS`` of the .npz archive at ``path``."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, zipfile.BadZipFile) as error:
+        # np.load takes a file that is neither .npy nor a zip archive for a pickle.
+        raise ValueError(f"{path}: not an .npz archive; write the image set with "
+                         f"np.savez(path, {', '.join(f'{k}=...' for k in NPZ_KEYS)})") from error
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: contains one .npy array, not an .npz archive; write the image "
+                         f"set with np.savez(path, {', '.join(f'{k}=...' for k in NPZ_KEYS)})")
+    with archive:
+        missing = [key for key in NPZ_KEYS if key not in archive.files]
+        if missing:
+            raise ValueError(
+                f"{path}: missing arrays {missing}; an image set needs {list(NPZ_KEYS)}, "
+                f"found {archive.files}"
+            )
+        arrays = {}
+        for key in NPZ_KEYS:
+            try:
+                arrays[key] = archive[key]
+            except ValueError as error:
+                raise ValueError(f"{path}: {key} cannot be read without pickle ({error}); "
+                                 "save it as a numeric array") from error
+    return arrays
 
 
 def load_dataset(name_or_path, seed=0):
