@@ -2,9 +2,10 @@
 
 The rounding works on bit fields only: the exponent comes from the input's exponent field and
 the significand is rounded as an integer, so no value is rounded twice and no float ``log2`` or
-``floor(x + 0.5)`` takes part. ``quantize`` runs the blocked fast path of
-``reference.quantize_blocked``. ``quantize_bits`` here is the general path that the fast path
-falls back on for rare elements and is tested against. It widens each finite value exactly to
+``floor(x + 0.5)`` takes part. ``quantize`` runs the lean path of ``reference.quantize_lean``
+for small anchored tensors without subnormals, else the blocked fast path of
+``reference.quantize_blocked``. ``quantize_bits`` here is the general path that the fast paths
+fall back on for rare elements and are tested against. It widens each finite value exactly to
 float64 bits, whose 53-bit significand represents every FP32 and BF16 value (subnormals included) as
 a normal number.
 """

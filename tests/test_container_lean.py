@@ -44,8 +44,9 @@ def noise_for(container, size, seed=0):
 @pytest.mark.parametrize("e, m", [(1, 0), (2, 1), (3, 2), (4, 3), (5, 7), (7, 0), (8, 7), (8, 23)])
 def test_lean_matches_general_every_bf16_pattern(e, m, rounding):
     container = Container.training(e, m, rounding=rounding)
-    # The field cap sets the tensor's max, and so the window: high and low windows both flush
-    # (fields 1, 40) and hold every input (fields 130, 254).
+    # The field cap sets the tensor's max and so the anchor, from the bottom of the FP32 normal
+    # range (field 1) to its top (254). So windows both reach below 2^-126 (subnormal check)
+    # and stop above it (flush).
     for cap in (1, 40, 127, 130, 254):
         bits = ALL_BF16_BITS[NORMAL_OR_ZERO & (BF16_FIELD <= cap)]
         noise = noise_for(container, bits.size, seed=cap)
