@@ -225,7 +225,7 @@ def test_cli_gecko_every_flag(tmp_path, capsys):
     code = main(["train", "--method", "fixed", "--epochs", "1", "--gecko-every", "-2",
                  "--out", str(tmp_path / "bad")])
     assert code == 2
-    assert "gecko_every" in capsys.readouterr().err
+    assert "--gecko-every: must be >= 0" in capsys.readouterr().err
 
 
 @pytest.mark.spec("F4")
