@@ -95,9 +95,10 @@ def _error_line(capsys):
         (["pack", "{gecko}", "{out}"], "not a .npy file"),
         (["unpack", "{missing}", "{tmp}/y.npy"], "missing.npy: no such file or directory"),
         (["unpack", "{gecko}", "{gecko}"], "must differ from the input file"),
+        (["pack", "{x}", "{tmp}"], "is a directory; pass a file path"),
     ],
     ids=["bogus-container", "nan-e2m1fn", "missing-input", "same-path", "missing-folder",
-         "float64", "gecko-input", "unpack-missing", "unpack-same-path"],
+         "float64", "gecko-input", "unpack-missing", "unpack-same-path", "output-directory"],
 )
 def test_failures_print_one_line(tmp_path, capsys, arguments, message):
     np.save(tmp_path / "x.npy", _weights((4, 3)))
@@ -172,3 +173,16 @@ def test_pack_help_states_no_checksum(capsys):
         sfp.main(["gecko", "pack", "--help"])
 
     assert "carries no checksum" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.spec("G11")
+def test_failed_rename_leaves_no_temporary(tmp_path):
+    from reference.gecko.cli import _write_atomically
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "occupied").write_text("a file inside makes the rename fail")
+
+    with pytest.raises(OSError):
+        _write_atomically(tmp_path / "out", b"data")
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

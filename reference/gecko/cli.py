@@ -162,6 +162,8 @@ def _check_paths(input_path, output_path):
     if not output_path.resolve().parent.is_dir():
         raise FileNotFoundError(f"output {output_path}: directory {output_path.parent} does "
                                 "not exist; create it first")
+    if output_path.is_dir():
+        raise IsADirectoryError(f"output {output_path}: is a directory; pass a file path")
 
 
 def run_pack(args):
@@ -221,8 +223,10 @@ class _atomic_path:
         return self.temporary
 
     def __exit__(self, kind, error, trace):
-        if kind is None:
-            os.replace(self.temporary, self.path)
-        else:
+        try:
+            if kind is None:
+                os.replace(self.temporary, self.path)
+        finally:
+            # Whether the block or the rename failed, no temporary file may stay behind.
             self.temporary.unlink(missing_ok=True)
         return False
