@@ -214,6 +214,9 @@ def _check_int(container, field):
     value = getattr(container, field)
     if isinstance(value, bool) or not _is_integer(value):
         raise TypeError(f"{field} must be an int; got {value!r}")
+    # A numpy integer would wrap in the derived limits (2**e - 1 in uint8 is 255 at most) and
+    # compare equal to a differently built container, so every field is kept as a Python int.
+    object.__setattr__(container, field, int(value))
 
 
 def _check_widths(container):

@@ -232,3 +232,15 @@ def test_quantize_returns_new_array_and_keeps_input():
     assert out.dtype == np.float32
     assert not np.shares_memory(out, x)
     assert np.array_equal(x.view(np.uint32), before.view(np.uint32))
+
+
+@pytest.mark.spec("C1")
+@pytest.mark.parametrize("integer_type", [np.uint8, np.int8, np.int64])
+def test_container_numpy_integer_fields(integer_type):
+    container = Container(integer_type(5), integer_type(2), bias=integer_type(15))
+    assert container == Container(5, 2)
+    assert type(container.exponent_bits) is int
+    assert type(container.mantissa_bits) is int
+    assert type(container.bias) is int
+    assert container.max_value == 57344.0
+    assert Container(integer_type(8), integer_type(7)).max_value == float.fromhex("0x1.fep+127")
