@@ -110,9 +110,7 @@ def run(args):
     except TrainingDiverged as error:
         print(f"sfp train: {error}", file=sys.stderr)
         return EXIT_DIVERGED
-    except (ValueError, TypeError, OSError) as error:
-        print(f"sfp train: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    # sfp's main prints the ValueError, TypeError or OSError of invalid data or paths.
     print(
         f"test accuracy {report['test_accuracy']:.2%} on {report['dataset']['test']} images, "
         f"{report['wall_time_s']:.1f} s; report in {args.out}/report.json"
@@ -201,11 +199,9 @@ def _check_widths(args):
 
 def main(argv=None):
     """Run ``sfp train`` alone, for ``python -m numpyml.cli``."""
-    parser = argparse.ArgumentParser(prog="sfp")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return args.run(args)
+    import sfp
+
+    return sfp.main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -206,3 +206,14 @@ def test_unexpected_error_keeps_traceback(monkeypatch, tmp_path):
 
     with pytest.raises(RuntimeError, match="a bug"):
         sfp.main(["export", str(tmp_path), "--out", str(tmp_path / "m.onnx")])
+
+
+def test_module_entry_point_prints_one_line(tmp_path, capsys):
+    from numpyml import cli
+
+    (tmp_path / "file").write_text("")
+
+    status = cli.main(["--model", "mlp", "--epochs", "1", "--out", str(tmp_path / "file" / "run")])
+
+    assert status == 2
+    assert error_line(capsys) == f"sfp train: {tmp_path / 'file' / 'run'}: not a directory"
