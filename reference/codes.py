@@ -53,6 +53,9 @@ def encode(x, container, *, anchor=None):
     container = _check_container(container)
     window = container.with_anchor(_check_anchor(anchor, "encode"))
     bits = input_bits(x, container)
+    codes = _normal_member_codes(bits, window)
+    if codes is not None:
+        return codes.astype(code_dtype(container)).reshape(np.shape(x))
     codes = _codes_of_bits(bits, window)
 
     # Membership: a member is exactly what its code decodes to (NaNs by class).
@@ -99,6 +102,45 @@ def _check_anchor(anchor, function):
             f"function; got {anchor!r} (compute it with max_anchor(x, container) and store it)"
         )
     return anchor
+
+
+def _normal_member_codes(bits, window):
+    """Return the uint32 codes of ``bits`` in integer arithmetic, or None if the fast case fails.
+
+    The fast case is a window with specials ``none`` and no subnormals (the training
+    containers) and a tensor whose values are all zeros or FP32 normals inside the window's
+    binades with no set bits below its mantissa. Every such value is a member, and its code is
+    the FP32 exponent field rebiased and the top mantissa bits, so no decode is needed to check
+    membership. Any other tensor, non-members included, returns None, and the general path
+    computes the codes and raises.
+    """
+    if window.specials != "none" or window.subnormals or bits.size == 0:
+        return None
+    e, m = window.exponent_bits, window.mantissa_bits
+    magnitude = np.bitwise_and(bits, MAGNITUDE_MASK)
+    if m < 23 and np.bitwise_and(magnitude, np.uint32((1 << (23 - m)) - 1)).any():
+        return None  # bits below the container's mantissa: not a member
+
+    # Exponent code = FP32 exponent field - 127 + bias, in 1 .. 2^e - 1 for a member. The
+    # FP32 field must also be a normal one (1 .. 254).
+    low_field = max(1, 128 - window.bias)
+    high_field = min(254, 127 - window.bias + 2**e - 1)
+    if low_field > high_field:
+        return None  # no FP32 normal lies in the window
+    if int(magnitude.max()) >= (high_field + 1) << 23:
+        return None
+    # Subtracting 1 wraps zeros to the top, so the minimum is the smallest nonzero minus 1.
+    if int((magnitude - np.uint32(1)).min()) < (low_field << 23) - 1:
+        return None
+
+    # (magnitude >> (23 - m)) is field·2^m + mantissa, and adding (bias - 127)·2^m rebiases
+    # the field. The uint32 sum wraps for a negative offset, but the result of every nonzero
+    # member is in range; zeros stay code 0.
+    codes = np.right_shift(magnitude, np.uint32(23 - m))
+    offset = np.uint32(((window.bias - 127) << m) % 2**32)
+    codes += offset * (magnitude != 0).astype(np.uint32)
+    codes |= np.right_shift(bits, np.uint32(31)) << np.uint32(e + m)
+    return codes
 
 
 def _codes_of_bits(bits, window):
