@@ -96,16 +96,18 @@ def _error_line(capsys):
         (["unpack", "{missing}", "{tmp}/y.npy"], "missing.npy: no such file or directory"),
         (["unpack", "{gecko}", "{gecko}"], "must differ from the input file"),
         (["pack", "{x}", "{tmp}"], "is a directory; pass a file path"),
+        (["pack", "{npz}", "{out}"], "an .npz archive, not a .npy file"),
     ],
     ids=["bogus-container", "nan-e2m1fn", "missing-input", "same-path", "missing-folder",
-         "float64", "gecko-input", "unpack-missing", "unpack-same-path", "output-directory"],
+         "float64", "gecko-input", "unpack-missing", "unpack-same-path", "output-directory", "npz-input"],
 )
 def test_failures_print_one_line(tmp_path, capsys, arguments, message):
     np.save(tmp_path / "x.npy", _weights((4, 3)))
     np.save(tmp_path / "nan.npy", np.float32([1.0, np.nan]))
     np.save(tmp_path / "f64.npy", np.zeros(3))
     (tmp_path / "x.gecko").write_bytes(b"SFPG")
-    paths = {"x": tmp_path / "x.npy", "nan": tmp_path / "nan.npy", "f64": tmp_path / "f64.npy",
+    np.savez(tmp_path / "x.npz", x=_weights((4, 3)))
+    paths = {"npz": tmp_path / "x.npz","x": tmp_path / "x.npy", "nan": tmp_path / "nan.npy", "f64": tmp_path / "f64.npy",
              "missing": tmp_path / "missing.npy", "gecko": tmp_path / "x.gecko",
              "out": tmp_path / "out.gecko", "tmp": tmp_path}
     before = sorted(p.name for p in tmp_path.iterdir())

@@ -144,15 +144,22 @@ def _optional_zstandard():
     return zstandard
 
 
+_EXPECTED_FILES = ("stats and pack read .npy files (stats also reads .onnx models), and unpack "
+                   "reads .gecko files")
+
+
 def _load_npy(path):
     """Load the array of the .npy file at ``path``."""
     try:
-        return np.load(path, allow_pickle=False)
+        loaded = np.load(path, allow_pickle=False)
     except ValueError as error:
         # np.load takes any file that is not .npy, .npz or a zip for a pickle, and pickles are
         # off, so its message names pickles for a Gecko file too.
-        raise ValueError("not a .npy file; stats and pack read .npy files (stats also reads "
-                         ".onnx models), and unpack reads .gecko files") from error
+        raise ValueError(f"not a .npy file; {_EXPECTED_FILES}") from error
+    if not isinstance(loaded, np.ndarray):
+        loaded.close()
+        raise ValueError(f"an .npz archive, not a .npy file; {_EXPECTED_FILES}")
+    return loaded
 
 
 def _check_paths(input_path, output_path):
