@@ -147,8 +147,10 @@ def _check_narrowing_arguments(args):
     used = OPTIONS_OF_METHOD.get(args.method)
     if used is None:
         return None
+    # An option that this table does not know yet is left alone rather than rejected.
+    known = set().union(*OPTIONS_OF_METHOD.values())
     for name, default in vars(defaults).items():
-        if name != "baseline" and name not in used and getattr(args, name) != default:
+        if name in known and name not in used and getattr(args, name) != default:
             return (f"--{name.replace('_', '-')}: --method {args.method} does not use it; "
                     f"drop the option or choose a method that does")
     return _check_widths(args)
