@@ -94,7 +94,7 @@ class QuantumContext(NamedTuple):
     """Forward-pass data of one tensor that :func:`quantum_vjp` needs."""
 
     x: np.ndarray
-    """the unnarrowed float32 input"""
+    """the unnarrowed float32 input, C-contiguous"""
     exponent: tuple
     """(e0, f_e, e_c): lower width, fraction, and collapsed width (None in interpolation)"""
     mantissa: tuple
@@ -127,6 +127,10 @@ def quantum_narrow(x, exponent_bits, mantissa_bits, *, mode="collapse",
                          "(pass np.random.default_rng(seed))")
     e0, fraction_e = split_width(exponent_bits, EXPONENT_RANGE)
     m0, fraction_m = split_width(mantissa_bits, MANTISSA_RANGE)
+    # Up to four corners narrow the same x, here and in quantum_vjp. One C-order copy of a
+    # strided x (a stashed NHWC activation) serves them all, where each quantize call would
+    # otherwise copy it. The corners do not depend on x's memory layout.
+    x = _contiguous(x)
     corners = {}
 
     def corner(e, m):
@@ -157,6 +161,10 @@ def quantum_narrow(x, exponent_bits, mantissa_bits, *, mode="collapse",
     context = QuantumContext(x, (e0, fraction_e, e_c), (m0, fraction_m, m_c), mode, rounding,
                              corners)
     return QuantumResult(value, stored[0], stored[1], context)
+
+
+def _contiguous(x):
+    return np.ascontiguousarray(x)
 
 
 def quantum_vjp(context, grad_output, rng=None, need_exponent=True):
