@@ -5,10 +5,10 @@ import pytest
 from hypothesis import example, given, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from reference.gecko import GeckoFormatError, decode_exponents, encode_exponents
+from reference.gecko import GeckoFormatError, decode_exponents, encode_exponents, huffman
 from reference.gecko.fixed import WIDTHS
 from reference.gecko.huffman import LENGTH_LIMIT, code_lengths
-from reference.gecko.header import GROUP_SIZES
+from reference.gecko.header import GROUP_SIZES, Reader
 
 MODES = ("fixed", "entropy")
 HEADER_BYTES = 9  # magic, version, kind, mode, group size, ndim; plus 8 bytes per dimension
@@ -52,7 +52,7 @@ def test_exponents_round_trip_raw_bytes(raw, mode):
 
 @pytest.mark.spec("G2", "G4", "G5")
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("size", [1, 31, 32, 33, 2047, 2048, 2049, 4096 + 5])
+@pytest.mark.parametrize("size", [1, 31, 32, 33, 2047, 2048, 2049, 4095, 4096 + 5])
 def test_exponents_round_trip_every_value(mode, size):
     exponents = (np.arange(size) * 37 % 256).astype(np.uint8)
     np.testing.assert_array_equal(decode_exponents(encode_exponents(exponents, mode=mode)),
@@ -179,6 +179,55 @@ def test_code_lengths_match_huffman_when_unlimited():
     lengths = code_lengths(np.array([5, 9, 12, 13, 16, 45]))
 
     assert lengths.tolist() == [4, 4, 3, 3, 3, 1]
+
+
+def skewed_symbols(size, symbol_count, seed):
+    """Byte symbols with a few frequent values and a tail that gets codes of up to 12 bits."""
+    rng = np.random.default_rng(seed)
+    weights = rng.random(symbol_count) ** 12
+    return rng.choice(symbol_count, size, p=weights / weights.sum()).astype(np.uint8)
+
+
+# 70,001 symbols use the decoder's 16-bit windows; the shorter streams use 12-bit windows.
+CODE_SIZES = [1, 2, 3, 5, 2047, 2049, 4095, 4097, 70_001]
+
+
+@pytest.mark.spec("G5")
+@pytest.mark.parametrize("size", CODE_SIZES)
+@pytest.mark.parametrize("symbol_count", [1, 3, 200])
+def test_byte_code_matches_one_symbol_code(size, symbol_count):
+    # The four-symbol encoder and multi-symbol decoder must give the one-symbol stream.
+    symbols = skewed_symbols(size, symbol_count, seed=size + symbol_count)
+    stream = huffman.write_code(symbols)
+
+    assert stream == huffman.write_code(symbols.astype(np.int16))
+    decoded = huffman.read_code(Reader(stream), size, "lanes")
+    assert decoded.dtype == np.uint8
+    np.testing.assert_array_equal(decoded, symbols)
+
+
+@pytest.mark.spec("G5")
+@pytest.mark.parametrize("size", [4095, 70_001])
+def test_byte_code_rejects_wrong_chunk_length(size):
+    symbols = skewed_symbols(size, 60, seed=size)
+    stream = bytearray(huffman.write_code(symbols))
+    table_bytes = len(huffman.write_table(code_lengths(np.bincount(symbols))))
+    chunk_bits = np.frombuffer(stream, "<u2", 2, table_bytes).copy()
+    # Moving one bit from chunk 0 to chunk 1 keeps the total, so only the chunk check fails.
+    chunk_bits += np.array([1, -1], np.int16).astype(np.uint16)
+    stream[table_bytes : table_bytes + 4] = chunk_bits.astype("<u2").tobytes()
+
+    with pytest.raises(GeckoFormatError, match="chunk 0: its codes must take its stated"):
+        huffman.read_code(Reader(bytes(stream)), size, "lanes")
+
+
+@pytest.mark.spec("G5")
+def test_byte_code_rejects_bits_outside_the_table():
+    # One symbol of length 1 has code 0, so a 1 bit starts no code.
+    stream = huffman.write_table(np.array([1], np.uint8)) + b"\x03\x00" + bytes([0b010])
+
+    with pytest.raises(GeckoFormatError, match="every code must be in the table"):
+        huffman.read_code(Reader(stream), 3, "lanes")
 
 
 @pytest.mark.parametrize("module", ["bitfields", "huffman", "exponents", "packing"])

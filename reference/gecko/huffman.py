@@ -17,6 +17,7 @@ import struct
 
 import numpy as np
 
+from reference.gecko import multisymbol
 from reference.gecko.bitfields import pack_at, plane_bytes
 from reference.gecko.errors import GeckoFormatError
 
@@ -123,6 +124,8 @@ def read_table(reader, stream_name):
 def write_code(symbols):
     """Return the table, chunk lengths and code stream of ``symbols`` (integers 0..256)."""
     symbols = np.asarray(symbols)
+    if symbols.dtype == np.uint8:
+        return _write_byte_code(np.ascontiguousarray(symbols))
     lengths = code_lengths(np.bincount(symbols, minlength=MAX_SYMBOLS))
     symbol_lengths = lengths[symbols]
     # 32-bit positions halve the memory traffic whenever the stream is shorter than 2**32 bits.
@@ -144,6 +147,28 @@ def write_code(symbols):
     return b"".join(parts)
 
 
+def _write_byte_code(symbols):
+    # The stream of write_code for uint8 symbols, built four symbols per field. A field has
+    # at most 48 bits, and positions and packing cost a quarter of one field per symbol.
+    pairs = multisymbol.byte_pairs(symbols)
+    lengths = code_lengths(multisymbol.byte_counts(symbols, pairs))
+    if symbols.size == 0:
+        return write_table(lengths)
+    field_lengths, fields = multisymbol.quad_fields(symbols, pairs, lengths,
+                                                    reversed_codes(lengths))
+    ends = np.cumsum(field_lengths, dtype=np.uint64)
+    # A chunk of 2048 symbols is 512 fields. A short last field belongs to the last chunk,
+    # so only full chunks are read off the field ends.
+    full_chunks = symbols.size // CHUNK_SYMBOLS
+    chunk_ends = ends[CHUNK_SYMBOLS // 4 - 1 :: CHUNK_SYMBOLS // 4][:full_chunks]
+    if symbols.size % CHUNK_SYMBOLS:
+        chunk_ends = np.append(chunk_ends, ends[-1])
+    chunk_bits = np.diff(chunk_ends.astype(np.int64), prepend=0).astype("<u2")
+    stream = multisymbol.pack_fields64(fields, ends - field_lengths)
+    return b"".join([write_table(lengths), chunk_bits.tobytes(),
+                     stream[: plane_bytes(int(ends[-1]), 1)].tobytes()])
+
+
 def _pack_codes_narrow(codes, position):
     # pack_at with uint32 words: every code has 1 to 12 bits, so a code starts in every
     # 32-bit word, and the part of a code that passes bit 31 spills into the next word.
@@ -160,7 +185,10 @@ def _pack_codes_narrow(codes, position):
 
 
 def read_code(reader, count, stream_name):
-    """Decode ``count`` symbols written by :func:`write_code`; returns uint16 symbols."""
+    """Decode ``count`` symbols written by :func:`write_code`.
+
+    Returns uint8 symbols when the table has no symbol 256, else uint16.
+    """
     lengths = read_table(reader, stream_name)
     chunk_count = -(-count // CHUNK_SYMBOLS)
     chunk_bits = np.frombuffer(
@@ -174,7 +202,7 @@ def read_code(reader, count, stream_name):
             f"got last byte 0x{stream[-1]:02x}"
         )
     if count == 0:
-        return np.zeros(0, np.uint16)
+        return np.zeros(0, np.uint8)
     if total_bits < count:
         # Every code takes at least one bit; checked before allocating per-symbol arrays.
         raise GeckoFormatError(f"{stream_name} chunk lengths: {count} symbols need at least "
@@ -185,6 +213,9 @@ def read_code(reader, count, stream_name):
         )
     chunk_counts = np.full(chunk_count, CHUNK_SYMBOLS)
     chunk_counts[-1] = count - CHUNK_SYMBOLS * (chunk_count - 1)
+    if lengths.size <= 256:
+        return _decode_bytes(stream, chunk_bits, chunk_counts, _decode_table(lengths),
+                             stream_name)
     return _decode_lockstep(stream, chunk_bits, chunk_counts, _decode_table(lengths), stream_name)
 
 
@@ -241,3 +272,27 @@ def _decode_lockstep(stream, chunk_bits, chunk_counts, table, stream_name):
             f"{int(chunk_bits[bad])} bits; they take {int(position[bad] - starts[bad])}"
         )
     return (entries & 0xFFFF).astype(np.uint16)
+
+
+def _decode_bytes(stream, chunk_bits, chunk_counts, table, stream_name):
+    # Several symbols per step; a step advances at most WIDE_WINDOW_BITS bits, and the zero
+    # padding covers that many bits per step past the end of a corrupt stream.
+    starts = np.cumsum(chunk_bits) - chunk_bits
+    steps = int(chunk_counts[0])
+    padded = np.zeros(len(stream) + plane_bytes(steps * multisymbol.WIDE_WINDOW_BITS, 1) + 4,
+                      np.uint8)
+    padded[: len(stream)] = np.frombuffer(stream, np.uint8)
+    # windows[i] is the little-endian uint32 at byte i: an overlapping, unaligned view that
+    # costs no copy. Bits above 24 are masked off by the decoder.
+    windows = np.ndarray((padded.size - 3,), "<u4", padded, strides=(1,))
+    symbols, position, done = multisymbol.decode_lockstep(
+        windows, starts, chunk_counts, table)
+    multisymbol.check_complete(done, chunk_counts, stream_name)
+    ends = starts + chunk_bits
+    if (position != ends).any():
+        bad = int(np.flatnonzero(position != ends)[0])
+        raise GeckoFormatError(
+            f"{stream_name} chunk {bad}: its codes must take its stated "
+            f"{int(chunk_bits[bad])} bits; they take {int(position[bad] - starts[bad])}"
+        )
+    return symbols
