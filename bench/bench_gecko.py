@@ -56,6 +56,10 @@ def coders(zstandard):
             table[f"gecko {mode} g{group_size}"] = (
                 lambda e, m=mode, g=group_size: encode_exponents(e, mode=m, group_size=g)
             )
+    for mode in ("fixed", "entropy"):
+        # The header stores the group size, so an encoder may pick it per tensor.
+        table[f"gecko {mode}, best group per tensor"] = lambda e, m=mode: min(
+            (encode_exponents(e, mode=m, group_size=g) for g in GROUP_SIZES), key=len)
     if zstandard is not None:
         for level in (3, 19):
             compressor = zstandard.ZstdCompressor(level=level)
