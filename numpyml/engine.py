@@ -34,8 +34,8 @@ def _keep_freed_heap_memory():
 
     A training step allocates and frees a few MB of arrays between 64 KB and 2 MB. With
     glibc's defaults these come from fresh mmap pages or from heap memory that was just
-    trimmed, so each step pays page faults on every new array. On the CNN benchmark step
-    (2 cores, AMD EPYC) that was about a third of the step time. Raising the mmap and
+    trimmed, so each step pays page faults on every new array. In bench/bench_train_step.py
+    (1 thread, 2-core AMD EPYC) that was about 40% of the CNN step time. Raising the mmap and
     trim thresholds lets freed memory be reused, at the cost of keeping up to 64 MiB of
     freed heap memory in the process. This changes the whole process's allocator, so it is
     skipped when the user set either threshold through glibc's environment variables.

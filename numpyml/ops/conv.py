@@ -84,8 +84,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
         grad_weight = grad_weight.transpose(0, 3, 1, 2)
         grad_x = None
         if x.requires_grad:
-            grad_columns = (grad_rows @ weight_matrix).reshape(n, out_h, out_w, kh, kw, in_channels)
-            grad_x = _scatter_columns(grad_columns, x.shape, stride, padding)
+            # One (rows, O) @ (O, C) product per kernel tap writes each tap's column
+            # gradient to its own contiguous block, ready for the strided adds.
+            tap_weights = weight.data.transpose(2, 3, 0, 1).reshape(kh * kw, out_channels, -1)
+            grad_taps = (grad_rows @ tap_weights).reshape(kh, kw, n, out_h, out_w, in_channels)
+            grad_x = _scatter_taps(grad_taps, x.shape, stride, padding)
         if bias is None:
             return grad_x, grad_weight
         return grad_x, grad_weight, grad_rows.sum(axis=0)
@@ -93,17 +96,15 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     return make_result(out, parents, vjp, "conv2d")
 
 
-def _scatter_columns(grad_columns, input_shape, stride, padding):
-    """Add (N, Ho, Wo, kh, kw, C) column gradients back onto an NCHW input gradient."""
+def _scatter_taps(grad_taps, input_shape, stride, padding):
+    """Add (kh, kw, N, Ho, Wo, C) per-tap column gradients back onto an NCHW input gradient."""
     n, c, height, width = input_shape
     (sh, sw), (ph, pw) = stride, padding
-    _, out_h, out_w, kh, kw, _ = grad_columns.shape
-    # One copy that puts each tap's gradient in contiguous memory makes the adds below faster.
-    taps = np.ascontiguousarray(grad_columns.transpose(3, 4, 0, 1, 2, 5))
-    padded = np.zeros((n, height + 2 * ph, width + 2 * pw, c), dtype=grad_columns.dtype)
+    kh, kw, _, out_h, out_w, _ = grad_taps.shape
+    padded = np.zeros((n, height + 2 * ph, width + 2 * pw, c), dtype=grad_taps.dtype)
     for i in range(kh):
         for j in range(kw):
-            padded[:, i:i + sh * out_h:sh, j:j + sw * out_w:sw] += taps[i, j]
+            padded[:, i:i + sh * out_h:sh, j:j + sw * out_w:sw] += grad_taps[i, j]
     return padded[:, ph:ph + height, pw:pw + width].transpose(0, 3, 1, 2)
 
 
@@ -179,15 +180,18 @@ def _max_pool_tiles(x, kernel):
         out = np.maximum(out, tap)
 
     def vjp(g):
-        grad = np.zeros(x.shape, g.dtype)
+        # The taps cover the input exactly, so every element of grad is written below. Its
+        # memory layout follows x's, which keeps the next op's products free of copies.
+        grad = np.empty_like(x.data, dtype=g.dtype)
         unclaimed = np.ones(out.shape, dtype=bool)
-        zero = np.zeros((), g.dtype)
+        wins = np.empty(out.shape, dtype=bool)
         for index, tap in enumerate(taps):
             # The first tap in row-major order that equals the maximum takes the gradient.
-            wins = (tap == out) & unclaimed
-            unclaimed &= ~wins
+            np.equal(tap, out, out=wins)
+            wins &= unclaimed
+            unclaimed ^= wins
             i, j = divmod(index, kw)
-            grad[:, :, i::kh, j::kw] = np.where(wins, g, zero)
+            np.multiply(g, wins, out=grad[:, :, i::kh, j::kw])
         return (grad,)
 
     return make_result(out, (x,), vjp, "max_pool2d")
