@@ -36,8 +36,9 @@ def _keep_freed_heap_memory():
     glibc's defaults these come from fresh mmap pages or from heap memory that was just
     trimmed, so each step pays page faults on every new array. In bench/bench_train_step.py
     (1 thread, 2-core AMD EPYC) that was about 40% of the CNN step time. Raising the mmap and
-    trim thresholds lets freed memory be reused, at the cost of keeping up to 64 MiB of
-    freed heap memory in the process. This changes the whole process's allocator, so it is
+    trim thresholds lets freed memory be reused. The cost: glibc keeps up to 64 MiB of free
+    memory at the top of the heap instead of returning it, and arrays up to 16 MiB come
+    from the heap, where fragmentation can hold memory longer. This changes the whole process's allocator, so it is
     skipped when the user set either threshold through glibc's environment variables.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
