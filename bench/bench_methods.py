@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from numpyml import narrowing  # noqa: E402
 from numpyml import train as train_module  # noqa: E402
+from numpyml.allocator import keep_freed_heap_memory  # noqa: E402
 from numpyml.blas import set_blas_threads  # noqa: E402
 from numpyml.train import TrainConfig, train  # noqa: E402
 from reference import controller  # noqa: E402
@@ -186,6 +187,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     set_blas_threads(1)
+    keep_freed_heap_memory()
 
     if args.timing:
         print(time_methods(args.timing, args.methods, args))

@@ -18,6 +18,7 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from numpyml import narrowing  # noqa: E402
+from numpyml.allocator import keep_freed_heap_memory  # noqa: E402
 from numpyml.blas import set_blas_threads  # noqa: E402
 from numpyml.train import TrainConfig, train  # noqa: E402
 
@@ -43,6 +44,7 @@ def main():
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     set_blas_threads(1)
+    keep_freed_heap_memory()
     config = TrainConfig(seed=args.seed)
 
     times = {}

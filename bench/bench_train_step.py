@@ -27,6 +27,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import numpyml as nm  # noqa: E402
 from numpyml import models, optim  # noqa: E402
+from numpyml.allocator import keep_freed_heap_memory  # noqa: E402
 from numpyml.blas import set_blas_threads  # noqa: E402
 from numpyml.data import load_digits  # noqa: E402
 from numpyml.random import manual_seed  # noqa: E402
@@ -136,6 +137,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is kept")
     args = parser.parse_args()
     set_blas_threads(args.threads)
+    keep_freed_heap_memory()
     try:
         import torch
     except ImportError:

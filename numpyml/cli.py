@@ -88,6 +88,7 @@ def _print_epoch(metrics, epochs):
 
 def run(args):
     from numpyml import narrowing
+    from numpyml.allocator import keep_freed_heap_memory
     from numpyml.blas import set_blas_threads
     from numpyml.report import format_table, train_with_baseline
     from numpyml.train import TrainConfig, TrainingDiverged
@@ -103,6 +104,7 @@ def run(args):
         split_seed=args.split_seed, out_dir=args.out,
     )
     set_blas_threads(args.blas_threads)
+    keep_freed_heap_memory()
     try:
         method = narrowing.method_from_arguments(args)
         report = train_with_baseline(config, method, args.baseline,
