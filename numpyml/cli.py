@@ -117,7 +117,9 @@ def run(args):
         f"test accuracy {report['test_accuracy']:.2%} on {report['dataset']['test']} images, "
         f"{report['wall_time_s']:.1f} s; report in {args.out}/report.json"
     )
-    print(format_table(report))
+    table = format_table(report)
+    if table:
+        print(table)
     return 0
 
 
