@@ -24,9 +24,7 @@ RULE_HEADING = re.compile(r"^\*\*([A-Z]{1,2}\d+)\. ([^*]*?)\.?\*\*", re.MULTILIN
 TABLE_RULE = re.compile(r"^\| ([A-Z]{1,2}\d+) \| ([^|]*)\|", re.MULTILINE)
 # Rules that no check or test covers yet, each with the reason. The coverage test fails when a
 # rule outside this list is uncovered, and when a rule in it becomes covered.
-KNOWN_GAPS = {
-    "TX1": "tests/test_onnx_export.py checks it but marks the test with the id 'T'",
-}
+KNOWN_GAPS = {}
 
 
 def spec_rules(text=None):

@@ -32,7 +32,7 @@ def squared_loss(x, target, e, m):
     return float(np.sum((interpolated(x, e, m) - target) ** 2))
 
 
-@pytest.mark.spec("Q3", "Q4")
+@pytest.mark.spec("Q3", "Q4", "TQ2")
 # Mantissa widths stay below about 11 bits here: above that, rounding the blend to float32 moves
 # the loss as much as one Q step does, and the finite difference measures rounding noise.
 @pytest.mark.parametrize("e, m", [(3.3, 2.6), (5.5, 0.2), (1.7, 9.9), (7.4, 10.5)])
@@ -55,7 +55,7 @@ def test_width_gradient_matches_finite_difference(e, m):
     assert grad_x.dtype == np.float32
 
 
-@pytest.mark.spec("Q4")
+@pytest.mark.spec("Q4", "TQ1")
 def test_width_gradient_at_top_uses_step_below():
     x = sample()
     grad_output = np.ones_like(x, dtype=np.float64)
@@ -171,7 +171,7 @@ def test_width_out_of_range_raises(n, width_range):
         split_width(n, width_range)
 
 
-@pytest.mark.spec("Q6")
+@pytest.mark.spec("Q6", "TQ2")
 def test_footprint_penalty_gradient_matches_finite_difference():
     elements = np.array([100, 7, 4000])
     e = np.array([4.2, 8.0, 2.5])

@@ -69,7 +69,7 @@ def test_quantum_stores_container_members(quantum_run):
     assert len(method.stored) == 8 * report["steps"]
 
 
-@pytest.mark.spec("F1", "F2")
+@pytest.mark.spec("F1", "F2", "TF1")
 def test_quantum_footprint_equals_stored_sum(quantum_run):
     method, report, _ = quantum_run
     bits = sum(n * (1 + e + m) for _, _, n, e, m in method.stored)

@@ -81,7 +81,7 @@ def test_every_step_equals_packed_lengths(every_step):
         assert tensor.gecko_bits == expected[(tensor.name, tensor.kind)]
 
 
-@pytest.mark.spec("F4")
+@pytest.mark.spec("F4", "TF1")
 def test_every_third_step_estimates_between(every_step, every_third_step):
     exact, _ = every_step
     sampled, _ = every_third_step

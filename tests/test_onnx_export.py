@@ -65,7 +65,7 @@ def narrowed_run(request, tmp_path_factory):
     return run_dir, widths
 
 
-@pytest.mark.spec("X8", "T")
+@pytest.mark.spec("X8", "TX1")
 def test_export_matches_numpyml_on_test_split(narrowed_run):
     run_dir, widths = narrowed_run
     report, model, dataset = export.load_run(run_dir)
@@ -139,7 +139,7 @@ def test_export_rejects_stochastic_rounding(narrowed_run):
         export.rounding_of(report)
 
 
-@pytest.mark.spec("X8", "T")
+@pytest.mark.spec("X8", "TX1")
 @pytest.mark.parametrize("model_name", ["mlp", "cnn"])
 def test_export_of_fixed_method_matches_numpyml_evaluation(model_name, tmp_path):
     # The real container method, evaluated as numpyml.train.evaluate does: batches of 256, so

@@ -18,8 +18,8 @@ from reference.container import Container
 SUITE = "bitlength"
 MANTISSA_RANGE = (0, 23)
 EXPONENT_RANGE = (1, 8)
-# NOTE: SPEC.md Q3 fixes float64 sums but not their order, and section T lists no tolerance for
-# width gradients; the checks accept this difference relative to the sum of |terms|.
+# SPEC.md Q3 fixes float64 sums but not their order, so the checks accept the difference that
+# SPEC.md T (row TQ1) allows, relative to the sum of |terms|.
 GRADIENT_RTOL = 1e-12
 
 
