@@ -29,7 +29,7 @@ SUITE_RULES = {
 
 def backend_or_skip(name):
     if name == "torch" and importlib.util.find_spec("torch") is None:
-        pytest.skip("torch backend: PyTorch is not installed (pip install torch to run it)")
+        pytest.skip("torch backend: PyTorch is not installed (pip install torch==2.13.0, a CPU build, to run it)")
     try:
         return load_backend(name)
     except BackendUnavailable as error:

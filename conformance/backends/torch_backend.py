@@ -61,7 +61,7 @@ class TorchBackend(BaseBackend):
     def __init__(self):
         if importlib.util.find_spec("torch") is None:
             raise BackendUnavailable("torch backend: PyTorch is not installed "
-                                     "(pip install torch to run it)")
+                                     "(pip install torch==2.13.0, a CPU build, to run it)")
         import torch
 
         self.torch = torch
