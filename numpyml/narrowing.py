@@ -316,7 +316,8 @@ class QuantumNarrowing(NarrowingMethod):
         exponent_bits, mantissa_bits = self._width_values(key)
         result = bitlength.quantum_narrow(tensor.data, exponent_bits, mantissa_bits,
                                           mode=self.config.mode, rounding=self.rounding,
-                                          rng=self.rng)
+                                          rng=self.rng, prepare_vjp=True,
+                                          need_exponent=self.config.adapt_exponent)
         self.record(key, tensor.data.size, result.exponent_bits, result.mantissa_bits)
         # In interpolate mode the stored value blends corners. The corner at the counted widths
         # (the ceilings) is always among them, and it is what gets packed.

@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from reference.container import Container
+from reference import quantize_lean
 from reference.quantize import quantize
 
 MANTISSA_RANGE = (0.0, 23.0)
@@ -115,10 +116,13 @@ class QuantumResult(NamedTuple):
 
 
 def quantum_narrow(x, exponent_bits, mantissa_bits, *, mode="collapse",
-                   rounding="nearest_even", rng=None):
+                   rounding="nearest_even", rng=None, prepare_vjp=False, need_exponent=True):
     """Narrow ``x`` at real widths (e, m) in ``mode``; return a :class:`QuantumResult`.
 
-    ``rng`` (a numpy Generator) draws the collapse and any stochastic-rounding noise.
+    ``rng`` (a numpy Generator) draws the collapse and any stochastic-rounding noise. With
+    ``prepare_vjp`` in collapse mode, the corners that :func:`quantum_vjp` needs (the exponent
+    neighbour only if ``need_exponent``) are computed here in one fused pass where the lean
+    path serves them. The results are the same either way.
     """
     if mode not in MODES:
         raise ValueError(f"bitlength mode: must be one of {MODES}; got {mode!r}")
@@ -141,6 +145,13 @@ def quantum_narrow(x, exponent_bits, mantissa_bits, *, mode="collapse",
     if mode == "collapse":
         e_c = e0 + int(rng.random() < fraction_e)
         m_c = m0 + int(rng.random() < fraction_m)
+        if prepare_vjp:
+            neighbours = [(e_c, m_c), (e_c, 2 * m0 + 1 - m_c)]
+            if need_exponent:
+                neighbours.append((2 * e0 + 1 - e_c, m_c))
+            fused = quantize_lean.narrow_max_anchor_widths(x, neighbours, rounding)
+            if fused is not None:
+                corners.update(fused)
         value = corner(e_c, m_c)
         stored = (e_c, m_c)
     else:
@@ -188,7 +199,9 @@ def quantum_vjp(context, grad_output, rng=None, need_exponent=True):
         # The float32 difference is exact: both values round the same x, so they are within a
         # factor of 2 of each other (Sterbenz) or one is zero. The product rounds once, and the
         # sum accumulates in float64.
-        return float(np.sum(g * (high - low), dtype=np.float64))
+        product = np.subtract(high, low)
+        np.multiply(g, product, out=product)
+        return float(np.sum(product, dtype=np.float64))
 
     if context.mode == "collapse":
         grad_m = slope(corner(e_c, m0), corner(e_c, m0 + 1))

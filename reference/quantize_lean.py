@@ -89,3 +89,52 @@ def _flush(out, temp, min_normal_bits):
     flags = np.less(temp, min_normal_bits)
     np.multiply(temp, flags, out=temp)
     np.bitwise_xor(out, temp, out=out)
+
+
+def narrow_max_anchor_widths(x, widths, rounding):
+    """Return ``{(e, m): quantize(x, Container.training(e, m, rounding), anchor="max")}``, or None.
+
+    ``widths`` lists integer (exponent_bits, mantissa_bits) pairs. One magnitude pass finds the
+    max for all of them. The max anchor and the rounded patterns depend on the mantissa width
+    alone, so pairs of equal mantissa width share one rounding pass and differ only in where
+    they flush. Stochastic rounding needs noise per pair, so it is not served. The result is
+    None whenever ``quantize_lean`` would fall back for some pair, and the caller then narrows
+    each pair with ``quantize``.
+    """
+    if rounding == "stochastic" or x.dtype != np.float32 or not 0 < x.size <= MAX_ELEMENTS:
+        return None
+    bits = np.ascontiguousarray(x).reshape(-1).view(np.uint32)
+    magnitudes = np.bitwise_and(bits, MAGNITUDE_MASK)
+    largest = int(magnitudes.max())
+    if largest >= FP32_INF or largest < FP32_MIN_NORMAL_BITS:
+        return None
+    smallest_nonzero = None
+    rounded = {}
+    result = {}
+    for exponent_bits, mantissa_bits in widths:
+        anchor = rounded_exponent(largest, mantissa_bits, rounding)
+        if anchor > 127:
+            return None  # the max rounds to 2^128 and overflows
+        min_exponent = anchor - (2**exponent_bits - 2)
+        flushes = min_exponent > -126
+        if not flushes:
+            if smallest_nonzero is None:
+                # Subtracting 1 wraps zeros to the top, so the minimum finds the smallest nonzero.
+                smallest_nonzero = int(np.subtract(magnitudes, np.uint32(1)).min()) + 1
+            if smallest_nonzero < FP32_MIN_NORMAL_BITS:
+                return None  # an FP32 subnormal input needs the exact path
+        if mantissa_bits not in rounded:
+            out = np.empty_like(bits)
+            temp = np.empty_like(bits)
+            round_normal_range(bits, None, out, temp,
+                               _rounding_constants(mantissa_bits, rounding))
+            rounded[mantissa_bits] = (out, np.bitwise_and(out, MAGNITUDE_MASK))
+        out, out_magnitudes = rounded[mantissa_bits]
+        if flushes:
+            # Below min_normal the window flushes to zero of the same sign, FP32 subnormals too.
+            flags = np.less(out_magnitudes, np.uint32((min_exponent + 127) << 23))
+            value = np.bitwise_xor(out, np.multiply(out_magnitudes, flags))
+        else:
+            value = out.copy()
+        result[(exponent_bits, mantissa_bits)] = value.view(np.float32).reshape(x.shape)
+    return result
