@@ -109,6 +109,7 @@ def narrow_max_anchor_widths(x, widths, rounding):
     if largest >= FP32_INF or largest < FP32_MIN_NORMAL_BITS:
         return None
     smallest_nonzero = None
+    scratch = np.empty_like(bits)
     rounded = {}
     result = {}
     for exponent_bits, mantissa_bits in widths:
@@ -120,20 +121,21 @@ def narrow_max_anchor_widths(x, widths, rounding):
         if not flushes:
             if smallest_nonzero is None:
                 # Subtracting 1 wraps zeros to the top, so the minimum finds the smallest nonzero.
-                smallest_nonzero = int(np.subtract(magnitudes, np.uint32(1)).min()) + 1
+                np.subtract(magnitudes, np.uint32(1), out=scratch)
+                smallest_nonzero = int(scratch.min()) + 1
             if smallest_nonzero < FP32_MIN_NORMAL_BITS:
                 return None  # an FP32 subnormal input needs the exact path
         if mantissa_bits not in rounded:
             out = np.empty_like(bits)
-            temp = np.empty_like(bits)
-            round_normal_range(bits, None, out, temp,
+            round_normal_range(bits, None, out, scratch,
                                _rounding_constants(mantissa_bits, rounding))
             rounded[mantissa_bits] = (out, np.bitwise_and(out, MAGNITUDE_MASK))
         out, out_magnitudes = rounded[mantissa_bits]
         if flushes:
             # Below min_normal the window flushes to zero of the same sign, FP32 subnormals too.
             flags = np.less(out_magnitudes, np.uint32((min_exponent + 127) << 23))
-            value = np.bitwise_xor(out, np.multiply(out_magnitudes, flags))
+            np.multiply(out_magnitudes, flags, out=scratch)
+            value = np.bitwise_xor(out, scratch)
         else:
             value = out.copy()
         result[(exponent_bits, mantissa_bits)] = value.view(np.float32).reshape(x.shape)
