@@ -9,7 +9,7 @@ from onnx.defs import OpSchema
 
 from onnx_ops.schemas import (
     BASE_ELEMENT_TYPES, DOMAIN, VERSION, check_constant_widths, complete_attributes,
-    default_attribute, node_attributes, optional_attribute,
+    container_attributes, default_attribute, node_attributes,
 )
 
 CODES_DOC = """\
@@ -41,20 +41,6 @@ def _width_inputs(first):
             "anchor", "tensor(int64)", "0-d largest normal exponent (anchor_mode 'input')",
             param_option=OpSchema.FormalParameterOption.Optional,
         ),
-    ]
-
-
-def _container_attributes():
-    a = OpSchema.AttrType
-    return [
-        optional_attribute("bias", a.INT, "exponent bias; default 2^(e-1) - 1"),
-        default_attribute("specials", "ieee", "'ieee', 'fn' or 'none'"),
-        default_attribute("subnormals", 1, "1 keeps subnormals, 0 flushes them"),
-        default_attribute("saturate", 0, "1 maps overflow and inf to the signed max"),
-        default_attribute("rounding", "nearest_even",
-                          "'nearest_even', 'toward_zero' or 'stochastic'"),
-        default_attribute("anchor_mode", "bias", "'bias' or 'input'"),
-        default_attribute("base", "fp32", "'fp32' or 'bf16', the element type of X"),
     ]
 
 
@@ -107,7 +93,7 @@ def _encode_schema():
         inputs=_width_inputs(OpSchema.FormalParameter("X", "T", "container members")),
         outputs=[OpSchema.FormalParameter("Y", "tensor(uint32)", "codes, shape of X")],
         type_constraints=[("T", ["tensor(float)", "tensor(bfloat16)"], "float32 or bfloat16")],
-        attributes=_container_attributes(),
+        attributes=container_attributes("'bias' or 'input'"),
     )
     schema.set_type_and_shape_inference_function(_infer_codes(TensorProto.UINT32, True))
     return schema
@@ -123,14 +109,13 @@ def _decode_schema():
         ),
         inputs=_width_inputs(OpSchema.FormalParameter("codes", "tensor(uint32)", "codes")),
         outputs=[OpSchema.FormalParameter("Y", "tensor(float)", "values, shape of codes")],
-        attributes=_container_attributes(),
+        attributes=container_attributes("'bias' or 'input'"),
     )
     schema.set_type_and_shape_inference_function(_infer_codes(TensorProto.FLOAT, False))
     return schema
 
 
 def _gecko_encode_schema():
-    a = OpSchema.AttrType
     schema = OpSchema(
         "GeckoEncode", DOMAIN, VERSION,
         GECKO_DOC.format(
@@ -142,9 +127,7 @@ def _gecko_encode_schema():
         outputs=[OpSchema.FormalParameter("stream", "tensor(uint8)", "1-d Gecko stream")],
         type_constraints=[("T", ["tensor(float)", "tensor(bfloat16)"], "float32 or bfloat16")],
         attributes=[
-            *[attr if attr.name != "anchor_mode" else
-              default_attribute("anchor_mode", "bias", "'bias', 'input' or 'max'")
-              for attr in _container_attributes()],
+            *container_attributes("'bias', 'input' or 'max'"),
             default_attribute("mode", "fixed", "'fixed' (group widths) or 'entropy' (Huffman)"),
             default_attribute("group_size", 32, "exponents per group: 8, 16, 32 or 64"),
         ],

@@ -192,8 +192,22 @@ def optional_attribute(name, attr_type, description):
     return OpSchema.Attribute(name, attr_type, description, required=False)
 
 
+def container_attributes(anchor_modes):
+    """Return the attributes that describe a container, with ``anchor_modes`` as the allowed modes."""
+    return [
+        optional_attribute("bias", OpSchema.AttrType.INT, "exponent bias; default 2^(e-1) - 1"),
+        default_attribute("specials", "ieee", "'ieee', 'fn' or 'none'"),
+        default_attribute("subnormals", 1, "1 keeps subnormals, 0 flushes them"),
+        default_attribute("saturate", 0, "1 maps overflow and inf to the signed largest "
+                          "member that the base format holds (SPEC.md C13)"),
+        default_attribute("rounding", "nearest_even",
+                          "'nearest_even', 'toward_zero' or 'stochastic'"),
+        default_attribute("anchor_mode", "bias", anchor_modes),
+        default_attribute("base", "fp32", "'fp32' or 'bf16', the element type of X"),
+    ]
+
+
 def _narrow_schema():
-    a = OpSchema.AttrType
     schema = OpSchema(
         "Narrow", DOMAIN, VERSION, NARROW_DOC,
         inputs=[
@@ -213,16 +227,7 @@ def _narrow_schema():
         ],
         outputs=[OpSchema.FormalParameter("Y", "T", "narrowed tensor, type and shape of X")],
         type_constraints=[("T", ["tensor(float)", "tensor(bfloat16)"], "float32 or bfloat16")],
-        attributes=[
-            optional_attribute("bias", a.INT, "exponent bias; default 2^(e-1) - 1"),
-            default_attribute("specials", "ieee", "'ieee', 'fn' or 'none'"),
-            default_attribute("subnormals", 1, "1 keeps subnormals, 0 flushes them"),
-            default_attribute("saturate", 0, "1 maps overflow and inf to the signed max"),
-            default_attribute("rounding", "nearest_even",
-                          "'nearest_even', 'toward_zero' or 'stochastic'"),
-            default_attribute("anchor_mode", "bias", "'bias', 'input' or 'max'"),
-            default_attribute("base", "fp32", "'fp32' or 'bf16', the element type of X"),
-        ],
+        attributes=container_attributes("'bias', 'input' or 'max'"),
     )
     schema.set_type_and_shape_inference_function(_infer_narrow)
     return schema
