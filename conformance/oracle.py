@@ -27,6 +27,8 @@ class Grid:
     subnormals: bool
     saturate: bool
     rounding: str
+    # Smallest subnormal of the base format: 2^-149 for fp32, 2^-133 for bf16 (C13).
+    base_step: Fraction = TWO**-149
 
     @property
     def top_code(self):
@@ -62,15 +64,16 @@ class Grid:
 
 def grid_of(container, anchor=None):
     """Return the Grid of ``container`` with the window at ``anchor`` (None keeps the bias)."""
+    base_step = TWO**-149 if container.base == "fp32" else TWO**-133
     grid = Grid(
         container.exponent_bits, container.mantissa_bits, container.bias, container.specials,
-        container.subnormals, container.saturate, container.rounding,
+        container.subnormals, container.saturate, container.rounding, base_step,
     )
     if anchor is None:
         return grid
     return Grid(
         grid.exponent_bits, grid.mantissa_bits, grid.top_code - anchor, grid.specials,
-        grid.subnormals, grid.saturate, grid.rounding,
+        grid.subnormals, grid.saturate, grid.rounding, base_step,
     )
 
 
@@ -154,7 +157,10 @@ def quantize_bits(bits, grid, noise=0):
 
 def out_of_range(grid, sign):
     if grid.saturate:
-        return fp32_encode(grid.max_value, sign)
+        # The largest member that the base holds: max, or max rounded down to the base's
+        # subnormal grid when the top binade's step is finer than that grid (C13).
+        steps = grid.max_value // grid.base_step
+        return fp32_encode(steps * grid.base_step, sign)
     if grid.has_inf:
         return FP32_INF | (sign << 31)
     if grid.has_nan:

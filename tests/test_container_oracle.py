@@ -158,3 +158,19 @@ def test_quantize_with_max_anchor_never_overflows():
         out = quantize(block, container, anchor="max", noise=noise)
         window = container.with_anchor(max_anchor(block, container))
         assert np.all(out <= window.max_value)
+
+
+@pytest.mark.spec("C13")
+@pytest.mark.parametrize("exponent_bits, mantissa_bits, anchor, base", [
+    (2, 1, -149, "fp32"), (1, 3, -148, "fp32"), (3, 2, -147, "fp32"), (2, 2, -133, "bf16"),
+])
+def test_saturation_below_base_grid_matches_oracle(exponent_bits, mantissa_bits, anchor, base):
+    # The top binade's step is finer than the base's smallest subnormal, so saturation goes
+    # to max rounded down to that subnormal grid, which the oracle computes exactly.
+    container = Container(exponent_bits, mantissa_bits, subnormals=False, saturate=True,
+                          specials="none", base=base)
+    inputs = ALL_BF16_BITS[(ALL_BF16_BITS & 0x7FFF_FFFF) < 0x7F80_0000]
+    actual = quantize(inputs.view(np.float32), container, anchor=anchor).view(np.uint32)
+    grid = oracle.grid_of(container, anchor)
+    expected = np.array([oracle.quantize_bits(int(bits), grid) for bits in inputs], np.uint32)
+    assert_bits_equal(actual, expected, inputs)
