@@ -35,7 +35,10 @@ CAPABILITIES = {
 
 @runtime_checkable
 class Backend(Protocol):
-    """What the conformance suite calls. Arrays are numpy arrays; errors are ValueError."""
+    """Interface that the conformance suite calls.
+
+    Arrays are numpy arrays, and errors are ValueError.
+    """
 
     name: str
     capabilities: frozenset

@@ -100,7 +100,7 @@ class NarrowingMethod:
     def record_gecko(self, key, stored, source, exponent_bits, mantissa_bits):
         """Record the Gecko-packed size of a stored instance, on sampled steps only.
 
-        ``stored`` holds members of the training container at the integer widths, anchored at
+        ``stored`` contains members of the training container at the integer widths, anchored at
         ``max_anchor(source)`` as :func:`reference.bitlength.narrow` anchors them.
         """
         if self.gecko_every == 0 or self.step % self.gecko_every != 0:

@@ -34,7 +34,7 @@ def pack(x, container, *, anchor=None, mode="fixed", group_size=32):
 
     ``anchor`` places the window of an anchored container: None uses the bias, an int is
     stored as is, and "max" stores ``max_anchor(x, container)``. ``x`` is float32, or
-    bfloat16 with a BF16-based container; quantize it first if it holds non-members.
+    bfloat16 with a BF16-based container; quantize it first if it contains non-members.
     """
     check_options(mode, group_size)
     x = np.asarray(x)
