@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: train test bench clean
 
-$(STAMP): pyproject.toml
+# The compiled kernels rebuild whenever a C source changes.
+$(STAMP): pyproject.toml setup.py $(wildcard reference/native/*.c reference/native/*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,plot,bench]'
