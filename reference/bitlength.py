@@ -33,8 +33,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from reference import native, quantize_lean
 from reference.container import Container
-from reference import quantize_lean
 from reference.quantize import quantize
 
 MANTISSA_RANGE = (0.0, 23.0)
@@ -104,6 +104,8 @@ class QuantumContext(NamedTuple):
     rounding: str
     corners: dict
     """narrowed tensors already computed, keyed by (exponent_bits, mantissa_bits)"""
+    magnitudes: tuple = None
+    """(largest, smallest nonzero) |x| as FP32 bits when the compiled kernel narrowed x"""
 
 
 class QuantumResult(NamedTuple):
@@ -119,10 +121,12 @@ def quantum_narrow(x, exponent_bits, mantissa_bits, *, mode="collapse",
                    rounding="nearest_even", rng=None, prepare_vjp=False, need_exponent=True):
     """Narrow ``x`` at real widths (e, m) in ``mode``; return a :class:`QuantumResult`.
 
-    ``rng`` (a numpy Generator) draws the collapse and any stochastic-rounding noise. With
-    ``prepare_vjp`` in collapse mode, the corners that :func:`quantum_vjp` needs (the exponent
-    neighbour only if ``need_exponent``) are computed here in one fused pass where the lean
-    path serves them. The results are the same either way.
+    ``rng`` (a numpy Generator) draws the collapse and any stochastic-rounding noise. In
+    collapse mode the compiled kernel ``reference.native._training``, where built, narrows x at
+    the drawn widths, and :func:`quantum_vjp` then computes the width gradients from x without
+    corners. Otherwise, with ``prepare_vjp``, the corners that :func:`quantum_vjp` needs (the
+    exponent neighbour only if ``need_exponent``) are computed here in one fused pass where the
+    lean path serves them. The results are the same bits on every path.
     """
     if mode not in MODES:
         raise ValueError(f"bitlength mode: must be one of {MODES}; got {mode!r}")
@@ -136,6 +140,7 @@ def quantum_narrow(x, exponent_bits, mantissa_bits, *, mode="collapse",
     # otherwise copy it. The corners do not depend on x's memory layout.
     x = _contiguous(x)
     corners = {}
+    magnitudes = None
 
     def corner(e, m):
         if (e, m) not in corners:
@@ -145,7 +150,8 @@ def quantum_narrow(x, exponent_bits, mantissa_bits, *, mode="collapse",
     if mode == "collapse":
         e_c = e0 + int(rng.random() < fraction_e)
         m_c = m0 + int(rng.random() < fraction_m)
-        if prepare_vjp:
+        magnitudes = _kernel_narrow(x, e_c, m_c, rounding, corners)
+        if magnitudes is None and prepare_vjp:
             neighbours = [(e_c, m_c), (e_c, 2 * m0 + 1 - m_c)]
             if need_exponent:
                 neighbours.append((2 * e0 + 1 - e_c, m_c))
@@ -170,12 +176,44 @@ def quantum_narrow(x, exponent_bits, mantissa_bits, *, mode="collapse",
         stored = (int(math.ceil(exponent_bits)), int(math.ceil(mantissa_bits)))
 
     context = QuantumContext(x, (e0, fraction_e, e_c), (m0, fraction_m, m_c), mode, rounding,
-                             corners)
+                             corners, magnitudes)
     return QuantumResult(value, stored[0], stored[1], context)
 
 
 def _contiguous(x):
     return np.ascontiguousarray(x)
+
+
+def _kernel_narrow(x, exponent_bits, mantissa_bits, rounding, corners):
+    """Store Q(x; e, m) from the compiled kernel in ``corners``; return its magnitudes or None.
+
+    None means the numpy path narrows x: the kernel is not built or disabled, or x or the
+    rounding is a case that it leaves to the general rules.
+    """
+    kernel = native.kernel("training")
+    code = quantize_lean.KERNEL_ROUNDINGS.get(rounding)
+    if kernel is None or code is None or x.dtype != np.float32:
+        return None
+    out = np.empty_like(x)
+    magnitudes = kernel.narrow(x, out, exponent_bits, mantissa_bits, code)
+    if magnitudes is not None:
+        corners[(exponent_bits, mantissa_bits)] = out
+    return magnitudes
+
+
+def _kernel_width_gradients(context, g, pairs):
+    """Return the slope sums of ``pairs`` from the compiled kernel, or None for the numpy path.
+
+    The kernel sums in the order of ``np.sum(float32, dtype=np.float64)``, which depends on
+    numpy's buffer size, so another buffer size takes the numpy path.
+    """
+    kernel = native.kernel("training")
+    if (kernel is None or context.magnitudes is None or g.shape != context.x.shape
+            or np.getbufsize() != kernel.SUM_BLOCK):
+        return None
+    largest, smallest_nonzero = context.magnitudes
+    return kernel.width_gradients(context.x, np.ascontiguousarray(g), largest, smallest_nonzero,
+                                  quantize_lean.KERNEL_ROUNDINGS[context.rounding], pairs)
 
 
 def quantum_vjp(context, grad_output, rng=None, need_exponent=True):
@@ -204,6 +242,12 @@ def quantum_vjp(context, grad_output, rng=None, need_exponent=True):
         return float(np.sum(product, dtype=np.float64))
 
     if context.mode == "collapse":
+        pairs = [((e_c, m0), (e_c, m0 + 1))]
+        if need_exponent:
+            pairs.append(((e0, m_c), (e0 + 1, m_c)))
+        sums = _kernel_width_gradients(context, g, pairs)
+        if sums is not None:
+            return g, (sums[1] if need_exponent else 0.0), sums[0]
         grad_m = slope(corner(e_c, m0), corner(e_c, m0 + 1))
         grad_e = slope(corner(e0, m_c), corner(e0 + 1, m_c)) if need_exponent else 0.0
     else:

@@ -8,7 +8,9 @@ zeros. It finds the max anchor from one magnitude pass, rounds with the constant
 of ``reference.quantize_blocked`` and derives the window from the anchor in a few integer
 operations, without building a Container per call. Whenever one of its conditions fails (an
 inf or NaN, an FP32 subnormal input with a window that reaches below 2^-126, a value that would
-overflow) it returns None, and ``quantize`` takes the general path.
+overflow) it returns None, and ``quantize`` takes the general path. With the max anchor and
+nearest-even or toward-zero rounding, the compiled kernel ``reference.native._training`` does
+the same in two passes over x where it is built.
 Tests check both paths for equality on every BF16 pattern and on random FP32 tensors.
 """
 
@@ -17,6 +19,7 @@ import numbers
 
 import numpy as np
 
+from reference import native
 from reference.quantize import FP32_INF, FP32_MIN_NORMAL_BITS, MAGNITUDE_MASK, rounded_exponent
 from reference.quantize_blocked import BLOCK_ELEMENTS, RoundingConstants, round_normal_range
 
@@ -43,6 +46,10 @@ def quantize_lean(x, container, anchor, noise):
     """
     if anchor != "max" and (isinstance(anchor, bool) or not isinstance(anchor, numbers.Integral)):
         return None  # the general path raises the error
+    if anchor == "max" and noise is None:
+        out = _kernel_narrow_max_anchor(x, container)
+        if out is not None:
+            return out
     bits = np.ascontiguousarray(x).reshape(-1).view(np.uint32)
     temp = np.bitwise_and(bits, MAGNITUDE_MASK)
     largest = int(temp.max())
@@ -76,6 +83,21 @@ def quantize_lean(x, container, anchor, noise):
         # Below min_normal the window flushes, FP32 subnormals included (C12).
         _flush(out, temp, np.uint32((min_exponent + 127) << 23))
     return out.view(np.float32).reshape(x.shape)
+
+
+# Rounding codes of the compiled training kernel; stochastic rounding stays in numpy.
+KERNEL_ROUNDINGS = {"nearest_even": 0, "toward_zero": 1}
+
+
+def _kernel_narrow_max_anchor(x, container):
+    """Return ``x`` narrowed at the max anchor by the compiled kernel, or None for numpy."""
+    kernel = native.kernel("training")
+    if kernel is None or container.rounding not in KERNEL_ROUNDINGS:
+        return None
+    out = np.empty(x.shape, np.float32)
+    served = kernel.narrow(np.ascontiguousarray(x), out, container.exponent_bits,
+                           container.mantissa_bits, KERNEL_ROUNDINGS[container.rounding])
+    return None if served is None else out
 
 
 @functools.lru_cache(maxsize=None)

@@ -10,7 +10,7 @@ import pytest
 
 from numpyml import narrowing
 from numpyml.train import TrainConfig, train
-from reference import bitlength, codes, quantize_lean
+from reference import bitlength, codes, native, quantize_lean
 from reference.bitlength import quantum_narrow, quantum_vjp
 from reference.container import Container
 from reference.quantize import quantize
@@ -110,12 +110,14 @@ def run_fields(report, method):
 def test_training_matches_unshared_path(make_method, monkeypatch):
     fast = run_fields(*short_run(make_method()))
 
-    # The reference: each corner quantizes the strided input itself in its own quantize call,
-    # and encode checks every value with the general code computation and decode.
+    # The reference: without the compiled kernel, each corner quantizes the strided input
+    # itself in its own quantize call, and encode checks every value with the general code
+    # computation and decode.
     monkeypatch.setattr(bitlength, "_contiguous", lambda x: x)
     monkeypatch.setattr(codes, "_normal_member_codes", lambda bits, window: None)
     monkeypatch.setattr(quantize_lean, "narrow_max_anchor_widths",
                         lambda x, widths, rounding: None)
+    monkeypatch.setitem(native._loaded, "training", None)
     slow = run_fields(*short_run(make_method()))
 
     assert fast["gecko_instances"] > 0
