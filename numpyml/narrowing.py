@@ -293,7 +293,8 @@ class QuantumNarrowing(NarrowingMethod):
             widths += list(self.exponents.values())
         from numpyml.methods import ParameterGroup
 
-        return [ParameterGroup("bitlengths", widths, optim.adam(self.width_learning_rate))]
+        return [ParameterGroup("bitlengths", widths,
+                               optim.adam_scalars(self.width_learning_rate))]
 
     def width_learning_rate(self, step):
         return bitlength.width_lr(step, self.config.fast_lr, self.config.fast_steps,
@@ -358,8 +359,9 @@ class QuantumNarrowing(NarrowingMethod):
     def after_step(self, step, loss, learning_rate):
         config = self.config
         for key in self.mantissas:
-            exponent_bits = float(np.clip(self.exponents[key].data, config.exponent_min, 8.0))
-            mantissa_bits = float(np.clip(self.mantissas[key].data, config.mantissa_min, 23.0))
+            # min(max(...)) of floats is np.clip's value, NaN included, at less cost per call.
+            exponent_bits = min(max(float(self.exponents[key].data), config.exponent_min), 8.0)
+            mantissa_bits = min(max(float(self.mantissas[key].data), config.mantissa_min), 23.0)
             self.exponents[key].data = np.float64(exponent_bits)
             self.mantissas[key].data = np.float64(mantissa_bits)
             self.history.append((step, key[0], key[1], exponent_bits, mantissa_bits))

@@ -201,8 +201,8 @@ def _kernel_narrow(x, exponent_bits, mantissa_bits, rounding, corners):
     return magnitudes
 
 
-def _kernel_width_gradients(context, g, pairs):
-    """Return the slope sums of ``pairs`` from the compiled kernel, or None for the numpy path.
+def _kernel_collapse_gradients(context, g, need_exponent):
+    """Return ``(grad_m, grad_e)`` of collapse mode from the compiled kernel, or None for numpy.
 
     The kernel sums in the order of ``np.sum(float32, dtype=np.float64)``, which depends on
     numpy's buffer size, so another buffer size takes the numpy path.
@@ -212,8 +212,13 @@ def _kernel_width_gradients(context, g, pairs):
             or np.getbufsize() != kernel.SUM_BLOCK):
         return None
     largest, smallest_nonzero = context.magnitudes
-    return kernel.width_gradients(context.x, np.ascontiguousarray(g), largest, smallest_nonzero,
-                                  quantize_lean.KERNEL_ROUNDINGS[context.rounding], pairs)
+    e0, _, e_c = context.exponent
+    m0, _, m_c = context.mantissa
+    # The other width of each step: n0 + 1 when the draw gave n0, else n0.
+    other_e = 2 * e0 + 1 - e_c if need_exponent else 0
+    return kernel.collapse_gradients(context.x, np.ascontiguousarray(g), largest,
+                                     smallest_nonzero, quantize_lean.KERNEL_ROUNDINGS[context.rounding],
+                                     e_c, m_c, other_e, 2 * m0 + 1 - m_c)
 
 
 def quantum_vjp(context, grad_output, rng=None, need_exponent=True):
@@ -242,12 +247,9 @@ def quantum_vjp(context, grad_output, rng=None, need_exponent=True):
         return float(np.sum(product, dtype=np.float64))
 
     if context.mode == "collapse":
-        pairs = [((e_c, m0), (e_c, m0 + 1))]
-        if need_exponent:
-            pairs.append(((e0, m_c), (e0 + 1, m_c)))
-        sums = _kernel_width_gradients(context, g, pairs)
+        sums = _kernel_collapse_gradients(context, g, need_exponent)
         if sums is not None:
-            return g, (sums[1] if need_exponent else 0.0), sums[0]
+            return g, sums[1], sums[0]
         grad_m = slope(corner(e_c, m0), corner(e_c, m0 + 1))
         grad_e = slope(corner(e0, m_c), corner(e0 + 1, m_c)) if need_exponent else 0.0
     else:

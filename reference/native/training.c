@@ -12,10 +12,12 @@
  * FP32 subnormal input when the window reaches below 2^-126. Only nearest-even and
  * toward-zero rounding are served here; stochastic rounding stays in numpy.
  *
- * width_gradients sums g * (Q_high - Q_low) in float64 in exactly the order of numpy 2.x's
+ * collapse_gradients sums g * (Q_high - Q_low) in float64 in exactly the order of numpy 2.x's
  * np.sum(float32_array, dtype=np.float64): blocks of SUM_BLOCK values (numpy's default buffer
  * size) cast to float64, each summed pairwise with 8 accumulators over runs of up to 128
- * values, and the block sums added in turn to +0.0. The caller checks np.getbufsize().
+ * values, and the block sums added in turn to +0.0. The caller checks np.getbufsize(). The sign
+ * of a zero term never changes such a sum: a zero partial sum only ever meets another zero or
+ * vanishes beside a nonzero one, and the final +0.0 + (-0.0) is +0.0.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -30,7 +32,6 @@
 #define FP32_MIN_NORMAL_BITS 0x00800000u
 #define SUM_BLOCK 8192
 #define PAIRWISE_BLOCK 128
-#define MAX_PAIRS 4
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
@@ -40,14 +41,20 @@
 
 enum { NEAREST_EVEN = 0, TOWARD_ZERO = 1 };
 
-/* Constants of one corner Q(x; e, m): the integer rounding step and the flush threshold. */
+/* Constants of the constant-d integer rounding to m mantissa bits. */
 typedef struct {
     uint32_t dropped;       /* 23 - m */
     uint32_t parity_mask;   /* 1 where the kept last bit breaks ties (nearest even, 0 < m < 23) */
     uint32_t force_up;      /* 1 at m = 0, where every tie rounds up to significand 2 */
     uint32_t half_minus_one;
     uint32_t keep_mask;
-    uint32_t flush_below;   /* magnitude bits of 2^min_exponent, or 0 when nothing flushes */
+} Rounding;
+
+/* One corner Q(x; e, m): its rounding and the magnitude bits of 2^min_exponent, below which
+ * values flush (0 when nothing flushes). */
+typedef struct {
+    Rounding rounding;
+    uint32_t flush_below;
 } Corner;
 
 static int rounded_exponent(uint32_t magnitude, int mantissa_bits, int rounding)
@@ -83,23 +90,28 @@ static int make_corner(Corner *corner, int exponent_bits, int mantissa_bits, int
     }
     uint32_t dropped = (uint32_t)(23 - mantissa_bits);
     int rounds = dropped > 0 && rounding == NEAREST_EVEN;
-    corner->dropped = dropped;
-    corner->parity_mask = (rounds && mantissa_bits > 0) ? 1u : 0u;
-    corner->force_up = (rounds && mantissa_bits == 0) ? 1u : 0u;
-    corner->half_minus_one = rounds ? (1u << (dropped - 1)) - 1u : 0u;
-    corner->keep_mask = (uint32_t)(0xFFFFFFFFull << dropped);
+    Rounding *r = &corner->rounding;
+    r->dropped = dropped;
+    r->parity_mask = (rounds && mantissa_bits > 0) ? 1u : 0u;
+    r->force_up = (rounds && mantissa_bits == 0) ? 1u : 0u;
+    r->half_minus_one = rounds ? (1u << (dropped - 1)) - 1u : 0u;
+    r->keep_mask = (uint32_t)(0xFFFFFFFFull << dropped);
     return 0;
 }
 
 /* The rounded pattern of one element. The sign rides along: no carry reaches it, because
  * every magnitude is at most the largest, whose rounding stays below 2^128. */
-static inline uint32_t narrow_bits(uint32_t bits, const Corner *c)
+static inline uint32_t round_bits(uint32_t bits, const Rounding *r)
 {
-    uint32_t step = c->half_minus_one + (((bits >> c->dropped) & c->parity_mask) | c->force_up);
-    uint32_t rounded = (bits + step) & c->keep_mask;
+    uint32_t step = r->half_minus_one + (((bits >> r->dropped) & r->parity_mask) | r->force_up);
+    return (bits + step) & r->keep_mask;
+}
+
+/* Clear the magnitude of a rounded pattern below flush_below, keeping the sign. */
+static inline uint32_t flush_bits(uint32_t rounded, uint32_t flush_below)
+{
     uint32_t magnitude = rounded & MAGNITUDE_MASK;
-    uint32_t flushed = magnitude & (0u - (uint32_t)(magnitude < c->flush_below));
-    return rounded ^ flushed;
+    return rounded ^ (magnitude & (0u - (uint32_t)(magnitude < flush_below)));
 }
 
 static inline float float_of(uint32_t bits)
@@ -129,22 +141,102 @@ VECTOR_CLONES
 static void narrow_loop(const uint32_t *bits, uint32_t *out, Py_ssize_t n, Corner corner)
 {
     for (Py_ssize_t i = 0; i < n; i++) {
-        out[i] = narrow_bits(bits[i], &corner);
+        out[i] = flush_bits(round_bits(bits[i], &corner.rounding), corner.flush_below);
+    }
+}
+
+/* The corners of collapse mode: the stored one S = Q(x; e, m), its mantissa neighbour
+ * M = Q(x; e, m_other) and its exponent neighbour E = Q(x; e_other, m). S and E share one
+ * rounding and differ only in where they flush. */
+typedef struct {
+    Rounding stored_rounding;
+    Rounding other_rounding;
+    uint32_t stored_flush;
+    uint32_t mantissa_flush;   /* where M flushes */
+    uint32_t exponent_flush;   /* where E flushes */
+    float mantissa_sign;       /* +1 when M is the wider corner, else -1 */
+    float exponent_sign;
+} Collapse;
+
+/* The terms g * (high - low) of both width gradients. The float32 difference is exact (both
+ * values round the same x), and the product rounds once, as in the numpy path. Negating
+ * (other - stored) gives stored - other exactly, except that a zero difference becomes -0,
+ * which leaves the sum unchanged (see the top of this file). */
+VECTOR_CLONES
+static void collapse_terms(const uint32_t *bits, const float *g, float *mantissa_terms,
+                           float *exponent_terms, Py_ssize_t n, Collapse c)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t rounded = round_bits(bits[i], &c.stored_rounding);
+        float stored = float_of(flush_bits(rounded, c.stored_flush));
+        float mantissa_other = float_of(
+            flush_bits(round_bits(bits[i], &c.other_rounding), c.mantissa_flush));
+        float exponent_other = float_of(flush_bits(rounded, c.exponent_flush));
+        mantissa_terms[i] = g[i] * ((mantissa_other - stored) * c.mantissa_sign);
+        exponent_terms[i] = g[i] * ((exponent_other - stored) * c.exponent_sign);
     }
 }
 
 VECTOR_CLONES
-static void slope_terms(const uint32_t *bits, const float *g, float *terms, Py_ssize_t n,
-                        Corner low, Corner high)
+static void mantissa_terms_only(const uint32_t *bits, const float *g, float *mantissa_terms,
+                                Py_ssize_t n, Collapse c)
 {
-    /* The float32 difference is exact (both values round the same x), and the product rounds
-     * once, as in the numpy path. */
     for (Py_ssize_t i = 0; i < n; i++) {
-        float difference = float_of(narrow_bits(bits[i], &high))
-                           - float_of(narrow_bits(bits[i], &low));
-        terms[i] = g[i] * difference;
+        float stored = float_of(flush_bits(round_bits(bits[i], &c.stored_rounding),
+                                           c.stored_flush));
+        float mantissa_other = float_of(
+            flush_bits(round_bits(bits[i], &c.other_rounding), c.mantissa_flush));
+        mantissa_terms[i] = g[i] * ((mantissa_other - stored) * c.mantissa_sign);
     }
 }
+
+/* Sum of 8 <= n <= 128 values: numpy's 8 accumulators, then the rest in turn. Each vector
+ * lane below is one accumulator that adds the same values in the same order as numpy's. */
+#if defined(__GNUC__)
+typedef float float4 __attribute__((vector_size(16)));
+typedef double double4 __attribute__((vector_size(32)));
+
+VECTOR_CLONES
+static double sum_run(const float *a, Py_ssize_t n)
+{
+    float4 low, high;
+    memcpy(&low, a, sizeof low);
+    memcpy(&high, a + 4, sizeof high);
+    double4 r0 = __builtin_convertvector(low, double4);
+    double4 r1 = __builtin_convertvector(high, double4);
+    Py_ssize_t i;
+    for (i = 8; i < n - (n % 8); i += 8) {
+        memcpy(&low, a + i, sizeof low);
+        memcpy(&high, a + i + 4, sizeof high);
+        r0 += __builtin_convertvector(low, double4);
+        r1 += __builtin_convertvector(high, double4);
+    }
+    double sum = ((r0[0] + r0[1]) + (r0[2] + r0[3])) + ((r1[0] + r1[1]) + (r1[2] + r1[3]));
+    for (; i < n; i++) {
+        sum += (double)a[i];
+    }
+    return sum;
+}
+#else
+static double sum_run(const float *a, Py_ssize_t n)
+{
+    double r[8];
+    for (int j = 0; j < 8; j++) {
+        r[j] = (double)a[j];
+    }
+    Py_ssize_t i;
+    for (i = 8; i < n - (n % 8); i += 8) {
+        for (int j = 0; j < 8; j++) {
+            r[j] += (double)a[i + j];
+        }
+    }
+    double sum = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for (; i < n; i++) {
+        sum += (double)a[i];
+    }
+    return sum;
+}
+#endif
 
 /* numpy's pairwise summation of float64 values, here of float32 values cast on the fly. */
 static double pairwise_sum(const float *a, Py_ssize_t n)
@@ -157,21 +249,7 @@ static double pairwise_sum(const float *a, Py_ssize_t n)
         return sum;
     }
     if (n <= PAIRWISE_BLOCK) {
-        double r[8];
-        for (int j = 0; j < 8; j++) {
-            r[j] = (double)a[j];
-        }
-        Py_ssize_t i;
-        for (i = 8; i < n - (n % 8); i += 8) {
-            for (int j = 0; j < 8; j++) {
-                r[j] += (double)a[i + j];
-            }
-        }
-        double sum = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for (; i < n; i++) {
-            sum += (double)a[i];
-        }
-        return sum;
+        return sum_run(a, n);
     }
     Py_ssize_t half = n / 2;
     half -= half % 8;
@@ -290,66 +368,49 @@ static PyObject *narrow(PyObject *self, PyObject *args)
     return Py_BuildValue("(kk)", (unsigned long)largest, (unsigned long)smallest_nonzero);
 }
 
-PyDoc_STRVAR(width_gradients_doc,
-"width_gradients(x, g, largest, smallest_nonzero, rounding, pairs) -> tuple of float or None\n\n"
-"For each ((e_low, m_low), (e_high, m_high)) in pairs (at most 4), return\n"
-"sum(g * (Q(x; e_high, m_high) - Q(x; e_low, m_low))) with float32 products summed in float64\n"
-"in numpy's order. x and g are C-contiguous float32 arrays of one size; largest and\n"
-"smallest_nonzero are what narrow returned for x. Return None when the numpy path must\n"
-"narrow some corner.");
+PyDoc_STRVAR(collapse_gradients_doc,
+"collapse_gradients(x, g, largest, smallest_nonzero, rounding, exponent_bits, mantissa_bits,\n"
+"                   other_exponent_bits, other_mantissa_bits) -> (grad_m, grad_e) or None\n\n"
+"Return the width gradients of collapse mode at the stored widths (e, m): grad_m is\n"
+"sum(g * (Q(x; e, m_hi) - Q(x; e, m_lo))) over {m_lo, m_hi} = {m, other_mantissa_bits}, and\n"
+"grad_e likewise over {e, other_exponent_bits} at m; other_exponent_bits = 0 skips it (grad_e\n"
+"is then 0.0). Each other width is one step from the stored one. Products are float32 and\n"
+"sums float64 in numpy's order. x and g are C-contiguous float32 arrays of one size;\n"
+"largest and smallest_nonzero are what narrow returned for x. Return None when the numpy\n"
+"path must narrow some corner.");
 
-static int parse_pair_item(PyObject *item, int *exponent_bits, int *mantissa_bits)
+static int check_neighbour(const char *name, int width, int other)
 {
-    if (!PyArg_ParseTuple(item, "ii", exponent_bits, mantissa_bits)) {
-        PyErr_SetString(PyExc_TypeError,
-                        "pairs: each corner must be a tuple (exponent_bits, mantissa_bits) of int");
+    if (other != width - 1 && other != width + 1) {
+        PyErr_Format(PyExc_ValueError, "%s: must be one step from the stored width %d; got %d",
+                     name, width, other);
         return -1;
     }
     return 0;
 }
 
-static PyObject *width_gradients(PyObject *self, PyObject *args)
+static PyObject *collapse_gradients(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *x_object, *g_object, *pairs_object;
+    PyObject *x_object, *g_object;
     unsigned long largest_arg, smallest_arg;
-    int rounding;
-    if (!PyArg_ParseTuple(args, "OOkkiO:width_gradients", &x_object, &g_object, &largest_arg,
-                          &smallest_arg, &rounding, &pairs_object)) {
+    int rounding, exponent_bits, mantissa_bits, other_exponent_bits, other_mantissa_bits;
+    if (!PyArg_ParseTuple(args, "OOkkiiiii:collapse_gradients", &x_object, &g_object,
+                          &largest_arg, &smallest_arg, &rounding, &exponent_bits,
+                          &mantissa_bits, &other_exponent_bits, &other_mantissa_bits)) {
         return NULL;
     }
-    PyObject *pairs = PySequence_Fast(pairs_object, "pairs: must be a sequence of pairs of "
-                                      "(exponent_bits, mantissa_bits) tuples");
-    if (pairs == NULL) {
+    int with_exponent = other_exponent_bits != 0;
+    if (parse_widths(exponent_bits, mantissa_bits, rounding) != 0
+        || parse_widths(exponent_bits, other_mantissa_bits, rounding) != 0
+        || check_neighbour("other_mantissa_bits", mantissa_bits, other_mantissa_bits) != 0) {
         return NULL;
     }
-    Py_ssize_t pair_count = PySequence_Fast_GET_SIZE(pairs);
-    if (pair_count < 1 || pair_count > MAX_PAIRS) {
-        PyErr_Format(PyExc_ValueError, "pairs: must hold 1 to %d pairs; got %zd", MAX_PAIRS,
-                     pair_count);
-        Py_DECREF(pairs);
+    if (with_exponent
+        && (parse_widths(other_exponent_bits, mantissa_bits, rounding) != 0
+            || check_neighbour("other_exponent_bits", exponent_bits, other_exponent_bits) != 0)) {
         return NULL;
     }
-    int widths[MAX_PAIRS][2][2];
-    for (Py_ssize_t p = 0; p < pair_count; p++) {
-        PyObject *pair = PySequence_Fast_GET_ITEM(pairs, p);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            PyErr_SetString(PyExc_TypeError, "pairs: each pair must be a tuple (low, high) of "
-                            "(exponent_bits, mantissa_bits) tuples");
-            Py_DECREF(pairs);
-            return NULL;
-        }
-        for (int side = 0; side < 2; side++) {
-            int *w = widths[p][side];
-            if (parse_pair_item(PyTuple_GET_ITEM(pair, side), &w[0], &w[1]) != 0
-                || parse_widths(w[0], w[1], rounding) != 0) {
-                Py_DECREF(pairs);
-                return NULL;
-            }
-        }
-    }
-    Py_DECREF(pairs);
-
     uint32_t largest = (uint32_t)largest_arg, smallest_nonzero = (uint32_t)smallest_arg;
     if (largest_arg != largest || largest < FP32_MIN_NORMAL_BITS || largest >= FP32_INF_BITS
         || smallest_arg != smallest_nonzero || smallest_nonzero == 0
@@ -360,15 +421,25 @@ static PyObject *width_gradients(PyObject *self, PyObject *args)
                      "0x%08lx, 0x%08lx", largest_arg, smallest_arg);
         return NULL;
     }
-    Corner low[MAX_PAIRS], high[MAX_PAIRS];
-    for (Py_ssize_t p = 0; p < pair_count; p++) {
-        if (make_corner(&low[p], widths[p][0][0], widths[p][0][1], rounding, largest,
-                        smallest_nonzero) != 0
-            || make_corner(&high[p], widths[p][1][0], widths[p][1][1], rounding, largest,
-                           smallest_nonzero) != 0) {
-            Py_RETURN_NONE;
-        }
+    Corner stored, mantissa_other, exponent_other;
+    if (make_corner(&stored, exponent_bits, mantissa_bits, rounding, largest,
+                    smallest_nonzero) != 0
+        || make_corner(&mantissa_other, exponent_bits, other_mantissa_bits, rounding, largest,
+                       smallest_nonzero) != 0
+        || (with_exponent
+            && make_corner(&exponent_other, other_exponent_bits, mantissa_bits, rounding,
+                           largest, smallest_nonzero) != 0)) {
+        Py_RETURN_NONE;
     }
+    Collapse c = {
+        .stored_rounding = stored.rounding,
+        .other_rounding = mantissa_other.rounding,
+        .stored_flush = stored.flush_below,
+        .mantissa_flush = mantissa_other.flush_below,
+        .exponent_flush = with_exponent ? exponent_other.flush_below : stored.flush_below,
+        .mantissa_sign = other_mantissa_bits > mantissa_bits ? 1.0f : -1.0f,
+        .exponent_sign = other_exponent_bits > exponent_bits ? 1.0f : -1.0f,
+    };
 
     Views views = {.count = 0};
     Py_buffer *x = get_view(&views, x_object, "x", 0);
@@ -383,7 +454,7 @@ static PyObject *width_gradients(PyObject *self, PyObject *args)
         release_views(&views);
         return NULL;
     }
-    float *terms = malloc(SUM_BLOCK * sizeof(float));
+    float *terms = malloc(2 * SUM_BLOCK * sizeof(float));
     if (terms == NULL) {
         release_views(&views);
         return PyErr_NoMemory();
@@ -391,37 +462,27 @@ static PyObject *width_gradients(PyObject *self, PyObject *args)
     Py_ssize_t n = x->len / 4;
     const uint32_t *bits = x->buf;
     const float *gradient = g->buf;
-    double sums[MAX_PAIRS] = {0.0, 0.0, 0.0, 0.0};
+    double grad_m = 0.0, grad_e = 0.0;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t p = 0; p < pair_count; p++) {
-        for (Py_ssize_t start = 0; start < n; start += SUM_BLOCK) {
-            Py_ssize_t count = n - start < SUM_BLOCK ? n - start : SUM_BLOCK;
-            slope_terms(bits + start, gradient + start, terms, count, low[p], high[p]);
-            sums[p] += pairwise_sum(terms, count);
+    for (Py_ssize_t start = 0; start < n; start += SUM_BLOCK) {
+        Py_ssize_t count = n - start < SUM_BLOCK ? n - start : SUM_BLOCK;
+        if (with_exponent) {
+            collapse_terms(bits + start, gradient + start, terms, terms + SUM_BLOCK, count, c);
+            grad_e += pairwise_sum(terms + SUM_BLOCK, count);
+        } else {
+            mantissa_terms_only(bits + start, gradient + start, terms, count, c);
         }
+        grad_m += pairwise_sum(terms, count);
     }
     Py_END_ALLOW_THREADS
     free(terms);
     release_views(&views);
-
-    PyObject *result = PyTuple_New(pair_count);
-    if (result == NULL) {
-        return NULL;
-    }
-    for (Py_ssize_t p = 0; p < pair_count; p++) {
-        PyObject *value = PyFloat_FromDouble(sums[p]);
-        if (value == NULL) {
-            Py_DECREF(result);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(result, p, value);
-    }
-    return result;
+    return Py_BuildValue("(dd)", grad_m, grad_e);
 }
 
 static PyMethodDef methods[] = {
     {"narrow", narrow, METH_VARARGS, narrow_doc},
-    {"width_gradients", width_gradients, METH_VARARGS, width_gradients_doc},
+    {"collapse_gradients", collapse_gradients, METH_VARARGS, collapse_gradients_doc},
     {NULL, NULL, 0, NULL},
 };
 
