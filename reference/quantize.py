@@ -14,6 +14,7 @@ import logging
 
 import numpy as np
 
+from reference import native
 from reference.container import Container, anchor_range
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,9 @@ def input_bits(x, container):
 
 
 def _check_bf16_values(bits):
+    kernel = native.kernel("quantize")
+    if kernel is not None and kernel.first_non_bf16(bits) < 0:
+        return
     is_nan = (bits & MAGNITUDE_MASK) > FP32_INF
     not_bf16 = ((bits & np.uint32(0xFFFF)) != 0) & ~is_nan
     if not_bf16.any():
@@ -252,6 +256,9 @@ def _largest_finite_magnitude(bits):
     """Return the largest finite magnitude bits of flat uint32 ``bits`` (0 if there is none)."""
     from reference.quantize_blocked import BLOCK_ELEMENTS, largest_magnitude
 
+    kernel = native.kernel("quantize")
+    if kernel is not None:
+        return kernel.largest_finite_magnitude(np.ascontiguousarray(bits, np.uint32))
     # FP32 magnitudes order like their bit patterns, so the largest pattern is the largest value.
     largest = 0
     for start in range(0, bits.size, BLOCK_ELEMENTS):

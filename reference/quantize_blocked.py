@@ -6,10 +6,15 @@ mantissa moves into the exponent field as it should and stops below the sign bit
 real tensors and go to exact per-element paths: the container-subnormal range to a 32-bit
 integer routine, and inf, NaN, overflow and FP32 subnormals below a wide window to the general
 path, ``reference.quantize.quantize_bits``. Both paths are tested for equality on every BF16 pattern.
+When the compiled kernel ``reference.native._quantize`` is built and enabled (``SFP_NATIVE``),
+it serves ``quantize_bits_blocked`` with the same bits, and this numpy code is the fallback.
 """
+
+import functools
 
 import numpy as np
 
+from reference import native
 from reference.quantize import FP32_MIN_NORMAL_BITS, MAGNITUDE_MASK, SIGN_MASK, quantize_bits
 
 BLOCK_ELEMENTS = 1 << 18  # 1 MiB of uint32 per buffer: fewer numpy calls, buffers stay in L3 cache
@@ -17,6 +22,9 @@ BLOCK_ELEMENTS = 1 << 18  # 1 MiB of uint32 per buffer: fewer numpy calls, buffe
 
 def quantize_bits_blocked(bits, window, noise):
     """Return the FP32 bit patterns of flat uint32 ``bits`` narrowed to the anchored ``window``."""
+    out = _quantize_native(bits, window, noise)
+    if out is not None:
+        return out
     plan = _Plan(window)
     out = np.empty_like(bits)
     scratch = _Scratch(min(bits.size, BLOCK_ELEMENTS))
@@ -25,6 +33,47 @@ def quantize_bits_blocked(bits, window, noise):
         block_noise = None if noise is None else noise[start:stop]
         _quantize_block(bits[start:stop], block_noise, out[start:stop], plan, scratch)
     return out
+
+
+def _quantize_native(bits, window, noise):
+    """Return the compiled kernel's result, or None to take the numpy path.
+
+    The kernel returns 1 for an element that the window cannot hold; the numpy path then
+    raises the error.
+    """
+    kernel = native.kernel("quantize")
+    if kernel is None:
+        return None
+    out = np.empty(bits.shape, np.uint32)
+    noise = None if noise is None else np.ascontiguousarray(noise, np.uint32)
+    if kernel.quantize(np.ascontiguousarray(bits, np.uint32), noise, out, native_plan(window)):
+        return None
+    return out
+
+
+# Rounding codes of the compiled kernel's fast loop and general routine.
+_FAST_ROUNDING = {"toward_zero": 0, "nearest_even": 1, "stochastic": 3}
+_GENERAL_ROUNDING = {"nearest_even": 0, "toward_zero": 1, "stochastic": 2}
+
+
+@functools.lru_cache(maxsize=256)
+def native_plan(window):
+    """Return the constants of ``window`` as the tuple that ``reference.native._quantize`` takes."""
+    plan = _Plan(window)
+    fast_rounding = _FAST_ROUNDING[window.rounding]
+    if plan.dropped == 0:
+        fast_rounding = 0  # nothing is dropped, so every mode keeps the pattern
+    elif window.rounding == "nearest_even" and window.mantissa_bits == 0:
+        fast_rounding = 2  # ties go up: see round_normal_range
+    flushes = not window.subnormals and plan.min_normal_bits > 0
+    return (
+        fast_rounding, plan.dropped, int(plan.keep_mask), int(plan.half_minus_one),
+        int(plan.low_mask), int(plan.exact_from), int(plan.max_bits),
+        int(plan.min_normal_bits) if flushes else 0,
+        _GENERAL_ROUNDING[window.rounding], window.mantissa_bits, int(window.subnormals),
+        window.min_exponent, window.min_normal, window.max_value, window.saturate,
+        window.has_inf, window.has_nan, int(plan.max_bits),
+    )
 
 
 class RoundingConstants:
