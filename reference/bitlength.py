@@ -216,9 +216,9 @@ def _kernel_collapse_gradients(context, g, need_exponent):
     m0, _, m_c = context.mantissa
     # The other width of each step: n0 + 1 when the draw gave n0, else n0.
     other_e = 2 * e0 + 1 - e_c if need_exponent else 0
+    code = quantize_lean.KERNEL_ROUNDINGS[context.rounding]
     return kernel.collapse_gradients(context.x, np.ascontiguousarray(g), largest,
-                                     smallest_nonzero, quantize_lean.KERNEL_ROUNDINGS[context.rounding],
-                                     e_c, m_c, other_e, 2 * m0 + 1 - m_c)
+                                     smallest_nonzero, code, e_c, m_c, other_e, 2 * m0 + 1 - m_c)
 
 
 def quantum_vjp(context, grad_output, rng=None, need_exponent=True):
