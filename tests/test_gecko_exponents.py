@@ -61,17 +61,22 @@ def test_exponents_round_trip_every_value(mode, size):
 
 @pytest.mark.spec("G4")
 def test_fixed_mode_reaches_every_width_code():
-    # Eight groups without zeros, base 1, whose ranges need widths 0, 1, 2, 3, 4, 5, 6 and 8.
+    # Eight groups without zeros whose lanes alternate between 1 and 1 + range. Half the lanes
+    # of a group are far below its top, too many for exceptions, so each range needs its
+    # width: 0, 1, 2, 3, 4, 5, 6 and 8.
     ranges = [0, 1, 3, 7, 15, 31, 63, 254]
     exponents = np.concatenate([1 + np.where(np.arange(32) % 2, span, 0) for span in ranges])
     exponents = exponents.astype(np.uint8)
     blob = encode_exponents(exponents, mode="fixed")
     body = blob[HEADER_BYTES + 8 :]
-    modes, frame, codes, payload = body[:2], body[2:4], body[4:7], body[7:]
+    modes, frame, tops, codes = body[:2], body[2:4], body[4:12], body[12:15]
+    exception_frame, payload = body[15:17], body[17:]
 
     assert modes == b"\x00\x00"  # zero mode 0 in all eight groups
-    assert frame == b"\x01\x00"  # base_min 1, base width 0: no base plane
+    assert frame == b"\x01\x08"  # top_min 1, top width 8
+    assert list(tops) == ranges  # top - top_min
     assert int.from_bytes(codes, "little") == sum(code << (3 * code) for code in range(8))
+    assert exception_frame == b"\x00\x00"  # no exception counts, no high parts
     assert len(payload) == sum(32 * width // 8 for width in WIDTHS)
     np.testing.assert_array_equal(decode_exponents(blob), exponents)
 
@@ -80,16 +85,16 @@ def test_fixed_mode_reaches_every_width_code():
 def test_all_zero_groups_store_only_their_mode():
     blob = encode_exponents(np.zeros(64, np.uint8), mode="fixed")
 
-    # Zero mode 3 in two groups, an empty base frame and nothing else.
-    assert blob[HEADER_BYTES + 8 :] == b"\x0f\x00\x00"
+    # Zero mode 3 in two groups, an empty top frame, an empty exception frame, nothing else.
+    assert blob[HEADER_BYTES + 8 :] == b"\x0f\x00\x00\x00\x00"
 
 
 @pytest.mark.spec("G3", "G4")
 def test_group_without_zeros_stores_no_mask():
     blob = encode_exponents(np.full(32, 127, np.uint8), mode="fixed")
 
-    # Zero mode 0, base frame (127, width 0), width code 0 and no deltas.
-    assert blob[HEADER_BYTES + 8 :] == b"\x00\x7f\x00\x00"
+    # Zero mode 0, top frame (127, width 0), width code 0, exception frame and no deltas.
+    assert blob[HEADER_BYTES + 8 :] == b"\x00\x7f\x00\x00\x00\x00"
 
 
 @pytest.mark.spec("G3", "G4")
@@ -97,7 +102,8 @@ def test_last_group_padding_is_masked():
     blob = encode_exponents(np.full(3, 127, np.uint8), mode="fixed")
 
     # Lanes 3..31 of the only group are padding, marked as zeros in a mask (zero mode 1).
-    assert blob[HEADER_BYTES + 8 :] == b"\x01" + bytes([0xF8, 0xFF, 0xFF, 0xFF]) + b"\x7f\x00\x00"
+    assert blob[HEADER_BYTES + 8 :] == (b"\x01" + bytes([0xF8, 0xFF, 0xFF, 0xFF])
+                                        + b"\x7f\x00\x00\x00\x00")
 
 
 @pytest.mark.spec("G4")
@@ -110,7 +116,7 @@ def test_sparse_zeros_are_stored_inline():
     body = blob[HEADER_BYTES + 8 :]
 
     assert body[0] == 2  # zero mode 2
-    assert len(body) == 1 + 2 + 1 + 8
+    assert len(body) == 1 + 2 + 1 + 2 + 8
     np.testing.assert_array_equal(decode_exponents(blob), exponents)
 
 

@@ -157,7 +157,7 @@ def test_huge_claimed_shape_raises_before_allocating(decoder):
     ("offset", "value", "message"),
     [
         (0, ord("X"), "magic"),
-        (4, 2, "version"),
+        (4, 3, "version"),
         (6, 7, "mode"),
         (7, 12, "group size"),
         (8, 33, "ndim"),
@@ -189,15 +189,16 @@ def test_every_valid_stream_stays_within_bounds(stream):
 
 @pytest.mark.spec("G4", "G9")
 @pytest.mark.parametrize("inline", [False, True], ids=["plain", "inline"])
-def test_delta_overflow_raises(inline):
-    exponents = np.tile(np.array([250, 255], np.uint8), 16)
+def test_value_above_top_raises(inline):
+    exponents = np.tile(np.array([1, 5], np.uint8), 16)
     if inline:
-        exponents[3] = 0  # one zero among 32: zero mode 2, deltas up to 6 in 3 bits
+        exponents[3] = 0  # one zero among 32: zero mode 2, values up to 5 in 3 bits
     blob = bytearray(encode_exponents(exponents, mode="fixed"))
-    # The last 12 bytes are the 32 three-bit deltas; all ones makes base + delta 257.
+    # The last 12 bytes are the 32 three-bit deltas, and no exceptions follow. All ones makes
+    # a value of 7, above top 5 (top + 1 = 6 inline), which would give an exponent below 0.
     blob[-12:] = b"\xff" * 12
 
-    with pytest.raises(GeckoFormatError, match="at most 255"):
+    with pytest.raises(GeckoFormatError, match="exponent is at least 0"):
         decode_exponents(bytes(blob))
 
 

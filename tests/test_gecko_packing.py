@@ -106,9 +106,10 @@ def test_positive_zeros_cost_one_mask_bit_each():
     sizes = encoded_bits(x, Container.training(4, 3), anchor=0)
 
     # Per group of 32: zero mode 1 (2 bits), a 32-bit mask and width code 0 (3 bits); every
-    # base is 127, so the base frame is 2 bytes and the base plane empty. One sign, 3 mantissa.
+    # top is 127, so the top frame is 2 bytes and the top plane empty, and the exception frame
+    # is 2 bytes with no counts. One sign, 3 mantissa.
     groups = x.size // 32
-    assert sizes["exponent_bits"] == 8 * (groups * 2 // 8 + groups * 4 + 2 + groups * 3 // 8)
+    assert sizes["exponent_bits"] == 8 * (groups * 2 // 8 + groups * 4 + 2 + groups * 3 // 8 + 2)
     assert sizes["sign_bits"] == groups
     assert sizes["mantissa_bits"] == groups * 3
 

@@ -44,7 +44,8 @@ def decode_exponents(blob):
     """
     reader = Reader(blob)
     header = read_header(reader, "exponents")
-    flat, _ = decode_groups(reader, header.count, header.group_size, header.mode)
+    flat, _ = decode_groups(reader, header.count, header.group_size, header.mode,
+                            header.version)
     reader.finish()
     return flat.reshape(header.shape)
 

@@ -20,13 +20,19 @@ def encode_groups(exponents, zeros, group_size, mode):
     return coder.encode(lanes, zero_lanes)
 
 
-def decode_groups(reader, count, group_size, mode):
-    """Decode what :func:`encode_groups` wrote; returns flat exponents and the zero mask."""
-    from reference.gecko import entropy, fixed
+def decode_groups(reader, count, group_size, mode, version):
+    """Decode what :func:`encode_groups` wrote; returns flat exponents and the zero mask.
+
+    ``version`` is the stream's header version: version 1 has another fixed-mode body.
+    """
+    from reference.gecko import entropy, fixed, fixed_v1
 
     group_count = -(-count // group_size)
     check_room(reader, group_count)
-    coder = fixed if mode == "fixed" else entropy
+    if mode == "entropy":
+        coder = entropy
+    else:
+        coder = fixed_v1 if version == 1 else fixed
     lanes, zero_lanes = coder.decode(reader, group_count, group_size)
     padding = zero_lanes.ravel()[count:]
     if not padding.all():

@@ -9,7 +9,10 @@ import struct
 from reference.gecko.errors import GeckoFormatError
 
 MAGIC = b"SFPG"
-VERSION = 1
+# Encoders write version 2. Version 1 streams differ only in the fixed-mode body (rule G4),
+# and decoders still read them.
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 KINDS = {"exponents": 0, "tensor": 1}
 MODES = {"fixed": 0, "entropy": 1}
 GROUP_SIZES = (8, 16, 32, 64)
@@ -53,6 +56,7 @@ class Header:
     group_size: int
     shape: tuple
     tensor: TensorFields | None = None
+    version: int = VERSION
 
     @property
     def count(self):
@@ -98,7 +102,7 @@ def write_header(header):
     """Serialize ``header`` (rule G1)."""
     kind = "exponents" if header.tensor is None else "tensor"
     out = [
-        _COMMON.pack(MAGIC, VERSION, KINDS[kind], MODES[header.mode], header.group_size,
+        _COMMON.pack(MAGIC, header.version, KINDS[kind], MODES[header.mode], header.group_size,
                      len(header.shape)),
         struct.pack(f"<{len(header.shape)}Q", *header.shape),
     ]
@@ -121,9 +125,10 @@ def read_header(reader, kind):
         raise GeckoFormatError(
             f"header magic: must be {MAGIC!r}; got {magic!r}; this is not a Gecko stream"
         )
-    if version != VERSION:
+    if version not in READABLE_VERSIONS:
         raise GeckoFormatError(
-            f"header version: this decoder reads version {VERSION}; got {version}"
+            f"header version: this decoder reads versions {READABLE_VERSIONS}; got {version}; "
+            f"a newer version needs a newer schrodinger-fp"
         )
     if kind_code not in KINDS.values():
         raise GeckoFormatError(
@@ -149,7 +154,7 @@ def read_header(reader, kind):
             f"header shape: the product of the non-zero dimensions must be below 2**48; "
             f"got {shape}"
         )
-    header = Header(mode, group_size, tuple(shape))
+    header = Header(mode, group_size, tuple(shape), version=version)
     if kind == "tensor":
         header = dataclasses.replace(header, tensor=_read_tensor_fields(reader))
     return header

@@ -59,7 +59,8 @@ def unpack(blob):
     header = read_header(reader, "tensor")
     fields = header.tensor
     container = _container_of(fields)
-    exponent, zeros = decode_groups(reader, header.count, header.group_size, header.mode)
+    exponent, zeros = decode_groups(reader, header.count, header.group_size, header.mode,
+                                    header.version)
     if exponent.size and int(exponent.max()) >> fields.exponent_bits:
         raise GeckoFormatError(
             f"exponent fields: must fit in {fields.exponent_bits} bits; got {int(exponent.max())}"

@@ -8,6 +8,10 @@ decodes every ``stream`` to the input and encodes every input to ``stream``.
 
 Regenerate with ``python -m conformance.vectors.gecko``; the inputs are built from formulas,
 not from a random generator, so they do not depend on the numpy version.
+
+``version1.json`` holds the vectors as schrodinger-fp 0.1.0 wrote them, in stream version 1
+(a JSON list of the same records). It is never regenerated: decoders must still read every
+stream in it, and encoders now write version 2.
 """
 
 import json
@@ -19,6 +23,7 @@ from reference import Container
 from reference.gecko import encode_exponents, pack
 
 VECTOR_FILE = pathlib.Path(__file__).with_name("vectors.jsonl")
+VERSION1_FILE = pathlib.Path(__file__).with_name("version1.json")
 CONTAINER_FIELDS = ("exponent_bits", "mantissa_bits", "bias", "specials", "subnormals", "base")
 
 
@@ -46,6 +51,21 @@ def _weight_bits(count):
     return x.view(np.uint32)
 
 
+def _outlier_exponents():
+    # Four groups of 32 whose range is widened by a few small exponents, which fixed mode
+    # stores as exceptions. They are a plain group, a masked group, an inline group, and a
+    # group whose exception needs 2 high bits (width 8 narrowed to 6).
+    lanes = 120 + np.arange(128) % 8
+    lanes[[3, 17]] = 112
+    lanes[32 + np.arange(0, 32, 2)] = 0
+    lanes[32 + 7] = 110
+    lanes[64 + 9] = 0
+    lanes[64 + 20] = 108
+    lanes[96:] = 200 + np.arange(32) % 40
+    lanes[96 + 30] = 10
+    return lanes.astype(np.uint8)
+
+
 SPECIAL_FP32 = np.array(
     [0x0000_0000, 0x8000_0000, 0x0000_0001, 0x807F_FFFF, 0x0080_0000, 0x3F80_0000,
      0xBFC0_0000, 0x7F7F_FFFF, 0x7F80_0000, 0xFF80_0000, 0x7FC0_0000, 0xFFC0_0001,
@@ -61,6 +81,8 @@ def exponent_cases():
     yield "relu_partial_group", ["G3", "G4"], _relu_exponents(40), "fixed", 32
     yield "all_zero", ["G3"], np.zeros(64, np.uint8), "fixed", 32
     yield "every_width_code", ["G4"], _width_code_exponents(), "fixed", 32
+    yield "exceptions", ["G3", "G4"], _outlier_exponents(), "fixed", 32
+    yield "exceptions_group_8", ["G4"], _outlier_exponents()[:64], "fixed", 8
     yield "matrix_group_8", ["G1", "G2", "G4"], _relu_exponents(15).reshape(3, 5), "fixed", 8
     yield "relu_entropy", ["G3", "G5"], _relu_exponents(40), "entropy", 32
     yield "weights_entropy_group_16", ["G5"], _relu_exponents(100) + 1, "entropy", 16
@@ -116,3 +138,8 @@ def render(records):
 def load(path=VECTOR_FILE):
     """Return the records stored in ``path``."""
     return [json.loads(line) for line in pathlib.Path(path).read_text().splitlines()]
+
+
+def load_version1():
+    """Return the frozen version 1 records of ``version1.json``."""
+    return json.loads(VERSION1_FILE.read_text())
