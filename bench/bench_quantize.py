@@ -1,12 +1,14 @@
 """Measure quantize throughput against a copy and the ml_dtypes round trip in the same process.
 
-Run: .venv/bin/python bench/bench_quantize.py [--elements N] [--repeats R]
+Run: .venv/bin/python bench/bench_quantize.py [--elements N] [--repeats R] [--path P]
      .venv/bin/python bench/bench_quantize.py --small [--repeats R]
 
 Prints one line per case: best wall time over the repeats, GB/s of float32 input, the ratio to
 ``np.copyto`` of the same array, and the ratio to the ml_dtypes float8_e4m3fn round trip
 ``x.astype(float8_e4m3fn).astype(float32)``. The input is standard normal float32 data with a
-fixed seed, so a few percent of values fall into e4m3fn's subnormal range.
+fixed seed, so a few percent of values fall into e4m3fn's subnormal range. Each quantize case
+runs through the compiled kernel (``C``) and the numpy path (``numpy``) unless ``--path``
+picks one; the kernel rows are skipped when ``reference.native._quantize`` is not built.
 
 ``--small`` instead times one call on the tensor sizes of a training step (288 to 73,728
 values), where fixed costs dominate. It compares ``quantize(x, Container.training(e, m),
@@ -24,7 +26,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from reference import Container, max_anchor, quantize  # noqa: E402
+from reference import Container, max_anchor, native, quantize  # noqa: E402
 from reference.quantize_blocked import quantize_bits_blocked  # noqa: E402
 
 SMALL_SIZES = (288, 1280, 4608, 18432, 73728)
@@ -46,6 +48,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per case; the best counts")
     parser.add_argument("--small", action="store_true",
                         help="time single calls on training-step tensor sizes instead")
+    parser.add_argument("--path", choices=("both", "C", "numpy"), default="both",
+                        help="quantize through the compiled kernel, the numpy path or both")
     args = parser.parse_args()
     if args.small:
         small_tensors(args.repeats)
@@ -68,29 +72,50 @@ def main():
         cases["ml_dtypes e4m3fn round trip"] = lambda: x.astype(ml_dtypes.float8_e4m3fn).astype(np.float32)
     except ImportError:
         print("ml_dtypes is not installed: the ml_dtypes ratio is skipped (pip install ml_dtypes)")
-    cases.update({
-        "quantize e4m3fn (fn specials, subnormals)": lambda: quantize(x, Container.from_name("e4m3fn")),
-        "quantize e5m2 (ieee specials, subnormals)": lambda: quantize(x, Container.from_name("e5m2")),
-        "quantize bf16 container on fp32": lambda: quantize(x, Container.from_name("bf16")),
-        "quantize training e3m2, int anchor": lambda: quantize(x, training, anchor=anchor),
-        "quantize training e3m2, anchor='max'": lambda: quantize(x, training, anchor="max"),
-        "quantize training e3m2 stochastic": lambda: quantize(
+    quantize_cases = {
+        "e4m3fn (fn specials, subnormals)": lambda: quantize(x, Container.from_name("e4m3fn")),
+        "e5m2 (ieee specials, subnormals)": lambda: quantize(x, Container.from_name("e5m2")),
+        "bf16 container on fp32": lambda: quantize(x, Container.from_name("bf16")),
+        "training e3m2, int anchor": lambda: quantize(x, training, anchor=anchor),
+        "training e3m2, anchor='max'": lambda: quantize(x, training, anchor="max"),
+        "training e3m2 stochastic": lambda: quantize(
             x, Container.training(3, 2, "stochastic"), anchor=anchor, noise=noise),
-    })
+    }
+    kernel = native.kernel("quantize")
+    paths = {"C": kernel, "numpy": None}
+    if args.path != "both":
+        paths = {args.path: paths[args.path]}
+    if "C" in paths and kernel is None:
+        print("reference.native._quantize is not built: the C rows are skipped (pip install -e .)")
+        del paths["C"]
+    for path, module in paths.items():
+        for name, case in quantize_cases.items():
+            cases[f"quantize {name} [{path}]"] = on_path(module, case)
 
     # Rounds of every case in turn, so that load from other processes hits all cases alike.
+    load_before = os.getloadavg()[0]
     seconds = {name: float("inf") for name in cases}
     for _ in range(args.repeats):
         for name, case in cases.items():
             seconds[name] = min(seconds[name], best_seconds(case, 1))
+    native._loaded["quantize"] = kernel
     copy = seconds["np.copyto (baseline)"]
     ml = seconds.get("ml_dtypes e4m3fn round trip")
     print(f"{args.elements} float32 values, best of {args.repeats}; {platform.machine()}, "
-          f"{os.cpu_count()} cores, numpy {np.__version__}, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'case':45s} {'ms':>8s} {'GB/s':>6s} {'/copy':>6s} {'/ml_dtypes':>10s}")
+          f"{os.cpu_count()} cores, numpy {np.__version__}, load average {load_before:.1f} "
+          f"before and {os.getloadavg()[0]:.1f} after")
+    print(f"{'case':52s} {'ms':>8s} {'GB/s':>6s} {'/copy':>6s} {'/ml_dtypes':>10s}")
     for name, value in seconds.items():
         ratio_ml = f"{ml / value:10.2f}" if ml else f"{'-':>10s}"
-        print(f"{name:45s} {value * 1e3:8.1f} {x.nbytes / value / 1e9:6.2f} {copy / value:6.2f} {ratio_ml}")
+        print(f"{name:52s} {value * 1e3:8.1f} {x.nbytes / value / 1e9:6.2f} {copy / value:6.2f} {ratio_ml}")
+
+
+def on_path(module, case):
+    """Return ``case`` run with the quantize kernel set to ``module`` (None: the numpy path)."""
+    def run():
+        native._loaded["quantize"] = module
+        return case()
+    return run
 
 
 def blocked_path(x, container):
