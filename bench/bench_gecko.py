@@ -3,9 +3,10 @@
 Usage: python bench/bench_gecko.py [--cache DIR] [--speed-values N]
 
 Prints markdown tables for docs/benchmarks.md. Bits per exponent are averaged over tensors
-(each tensor weighs the same) per category and over all. Speed is measured on the exponents of
-all tensors tiled to N values, as the best of 5 runs, next to zstd -3 in the same process. Times
-are CPU seconds of this process (time.process_time), so other jobs on a shared machine disturb
+(each tensor weighs the same) per category and over all. A second table splits the fixed-mode
+body (group size 32) into its parts, and a third gives the share of each width code among the
+coded groups. Speed is measured on the exponents of all tensors tiled to N values, as the best
+of 5 runs, next to zstd -3 in the same process. Times are CPU seconds of this process (time.process_time), so other jobs on a shared machine disturb
 them far less than wall-clock times; every coder here runs on one thread.
 """
 
@@ -22,6 +23,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from reference import Container  # noqa: E402
 from reference.gecko import decode_exponents, encode_exponents, pack  # noqa: E402
+from reference.gecko import fixed  # noqa: E402
+from reference.gecko.bitfields import plane_bytes  # noqa: E402
+from reference.gecko.groups import read_plane  # noqa: E402
+from reference.gecko.header import Reader, read_header  # noqa: E402
 import tensors as real_tensors  # noqa: E402
 
 CATEGORIES = ("weight", "activation", "gradient")
@@ -65,6 +70,48 @@ def coders(zstandard):
             compressor = zstandard.ZstdCompressor(level=level)
             table[f"zstd -{level}"] = lambda e, c=compressor: c.compress(e.tobytes())
     return table
+
+
+FIXED_PARTS = ("header", "zero modes", "zero masks", "tops", "width codes", "exception counts",
+               "deltas", "exceptions")
+
+
+def fixed_parts(stream):
+    """Return ({part: bytes} of a version 2 fixed-mode exponent stream, width codes)."""
+    reader = Reader(stream)
+    header = read_header(reader, "exponents")
+    sizes = {"header": reader.offset}
+    group_count = -(-header.count // header.group_size)
+    mode = read_plane(reader, group_count, fixed.ZERO_MODE_BITS, "zero modes")
+    sizes["zero modes"] = reader.offset - sum(sizes.values())
+    fixed.read_masks(reader, mode, header.group_size)
+    sizes["zero masks"] = reader.offset - sum(sizes.values())
+    coded = int((mode != fixed.ALL_ZERO).sum())
+    fixed.read_reference_frame(reader, coded, "top")
+    sizes["tops"] = reader.offset - sum(sizes.values())
+    codes = read_plane(reader, coded, fixed.WIDTH_CODE_BITS, "width codes")
+    sizes["width codes"] = reader.offset - sum(sizes.values())
+    count_bits, high_bits = stream[reader.offset], stream[reader.offset + 1]
+    counts = reader.take(2 + plane_bytes(coded, count_bits), "exception counts")
+    sizes["exception counts"] = len(counts)
+    total = sum(int(c) for c in read_plane(Reader(counts[2:]), coded, count_bits, "counts"))
+    sizes["exceptions"] = (plane_bytes(total, fixed.lane_index_bits(header.group_size))
+                           + plane_bytes(total, high_bits))
+    sizes["deltas"] = len(stream) - sum(sizes.values())
+    return sizes, codes
+
+
+def fixed_breakdown(tensor_list):
+    """Return {category: {part: mean bits per exponent}} and {category: width code shares}."""
+    parts, shares = {}, {}
+    for category, _, x in tensor_list:
+        exponents = exponent_fields(x)
+        sizes, codes = fixed_parts(encode_exponents(exponents))
+        parts.setdefault(category, []).append([8 * sizes[p] / exponents.size
+                                               for p in FIXED_PARTS])
+        shares.setdefault(category, []).append(np.bincount(codes, minlength=8) / codes.size)
+    return ({c: dict(zip(FIXED_PARTS, np.mean(v, axis=0))) for c, v in parts.items()},
+            {c: np.mean(v, axis=0) for c, v in shares.items()})
 
 
 def whole_tensor_ratios(tensor_list, zstandard):
@@ -139,6 +186,16 @@ def main(argv=None):
         means = bits_per_exponent(tensor_list, coder)
         cells = [f"{means.get(c, float('nan')):.2f}" for c in (*CATEGORIES, "all", "by value")]
         print(f"| {name} | " + " | ".join(cells) + " |")
+
+    parts, shares = fixed_breakdown(tensor_list)
+    print("\n| fixed mode, group 32, bits per exponent | " + " | ".join(FIXED_PARTS) + " |")
+    print("|---|" + "---|" * len(FIXED_PARTS))
+    for category, row in parts.items():
+        print(f"| {category} | " + " | ".join(f"{row[p]:.3f}" for p in FIXED_PARTS) + " |")
+    print("\n| share of coded groups | " + " | ".join(f"width {w}" for w in fixed.WIDTHS) + " |")
+    print("|---|" + "---|" * len(fixed.WIDTHS))
+    for category, row in shares.items():
+        print(f"| {category} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
 
     print("\n| whole tensor, FP32 bytes / coded bytes | mean ratio |\n|---|---|")
     for name, ratio in whole_tensor_ratios(tensor_list, zstandard).items():
