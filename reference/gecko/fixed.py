@@ -166,26 +166,32 @@ def _choose_exceptions(first_code, value_range, stored, over, group_size):
     # with exceptions where that is strictly smaller. The pair with the smallest body wins,
     # and ties go to the narrower count width, then to the narrower high width.
     candidate = np.flatnonzero((first_code > 0) & (over > 0))
-    narrower = first_code[candidate] - 1
-    narrow_width = _WIDTHS32[narrower]
-    over_c = over[candidate].astype(np.int32)
-    saving = stored[candidate].astype(np.int32) * (_WIDTHS32[narrower + 1] - narrow_width)
-    high_needed = _BIT_LENGTH[value_range[candidate] >> narrow_width]
+    narrower = first_code[candidate].astype(np.intp) - 1
+    narrow_width = _WIDTHS32.take(narrower)
+    over_c = over[candidate].astype(np.intp)
+    saving = stored[candidate].astype(np.int32) * (_WIDTHS32.take(narrower + 1) - narrow_width)
+    high_needed = _BIT_LENGTH.take(value_range[candidate] >> narrow_width)
     index_bits = lane_index_bits(group_size)
-    best_gain, best = 0, (0, 0, None)
+    # Summing each high width's positive gains by exception count gives every pair's total.
+    gains = {}
+    sums = {}
+    for high_bits in _ENCODER_HIGH_BITS:
+        gain = saving - over_c.astype(np.int32) * (index_bits + high_bits)
+        gain[high_needed > high_bits] = 0
+        np.maximum(gain, 0, out=gain)
+        gains[high_bits] = gain
+        sums[high_bits] = np.bincount(over_c, weights=gain, minlength=1 << MAX_COUNT_BITS)
+    best_gain, best = 0, (0, 0)
     for count_bits in _ENCODER_COUNT_BITS:
-        fits = over_c < 1 << count_bits
         for high_bits in _ENCODER_HIGH_BITS:
-            gain = saving - over_c * (index_bits + high_bits)
-            use = fits & (high_needed <= high_bits) & (gain > 0)
-            total = int(np.dot(gain, use)) - count_bits * first_code.size
+            total = int(sums[high_bits][: 1 << count_bits].sum()) - count_bits * first_code.size
             if total > best_gain:
-                best_gain, best = total, (count_bits, high_bits, use)
-    count_bits, high_bits, use = best
+                best_gain, best = total, (count_bits, high_bits)
+    count_bits, high_bits = best
     codes = first_code.copy()
     counts = np.zeros(first_code.size, np.int64)
-    if use is not None:
-        chosen = candidate[use]
+    if count_bits:
+        chosen = candidate[(gains[high_bits] > 0) & (over_c < 1 << count_bits)]
         codes[chosen] -= 1
         counts[chosen] = over[chosen]
     return codes, counts, count_bits, high_bits
