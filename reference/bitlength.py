@@ -95,7 +95,7 @@ class QuantumContext(NamedTuple):
     """Forward-pass data of one tensor that :func:`quantum_vjp` needs."""
 
     x: np.ndarray
-    """the unnarrowed float32 input, C-contiguous"""
+    """the unnarrowed input, C-contiguous unless the compiled kernel narrowed it"""
     exponent: tuple
     """(e0, f_e, e_c): lower width, fraction, and collapsed width (None in interpolation)"""
     mantissa: tuple
@@ -135,12 +135,17 @@ def quantum_narrow(x, exponent_bits, mantissa_bits, *, mode="collapse",
                          "(pass np.random.default_rng(seed))")
     e0, fraction_e = split_width(exponent_bits, EXPONENT_RANGE)
     m0, fraction_m = split_width(mantissa_bits, MANTISSA_RANGE)
-    # Up to four corners narrow the same x, here and in quantum_vjp. One C-order copy of a
-    # strided x (a stashed NHWC activation) serves them all, where each quantize call would
-    # otherwise copy it. The corners do not depend on x's memory layout.
-    x = _contiguous(x)
     corners = {}
     magnitudes = None
+    if mode == "collapse":
+        e_c = e0 + int(rng.random() < fraction_e)
+        m_c = m0 + int(rng.random() < fraction_m)
+        magnitudes = _kernel_narrow(x, e_c, m_c, rounding, corners)
+    if magnitudes is None:
+        # Up to four corners narrow the same x, here and in quantum_vjp. One C-order copy of a
+        # strided x (a stashed NHWC activation) serves them all, where each quantize call would
+        # otherwise copy it. The corners do not depend on x's memory layout.
+        x = _contiguous(x)
 
     def corner(e, m):
         if (e, m) not in corners:
@@ -148,9 +153,6 @@ def quantum_narrow(x, exponent_bits, mantissa_bits, *, mode="collapse",
         return corners[(e, m)]
 
     if mode == "collapse":
-        e_c = e0 + int(rng.random() < fraction_e)
-        m_c = m0 + int(rng.random() < fraction_m)
-        magnitudes = _kernel_narrow(x, e_c, m_c, rounding, corners)
         if magnitudes is None and prepare_vjp:
             neighbours = [(e_c, m_c), (e_c, 2 * m0 + 1 - m_c)]
             if need_exponent:
@@ -181,7 +183,8 @@ def quantum_narrow(x, exponent_bits, mantissa_bits, *, mode="collapse",
 
 
 def _contiguous(x):
-    return np.ascontiguousarray(x)
+    # np.ascontiguousarray would turn a 0-d x into shape (1,).
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
 
 def _kernel_narrow(x, exponent_bits, mantissa_bits, rounding, corners):
@@ -194,11 +197,11 @@ def _kernel_narrow(x, exponent_bits, mantissa_bits, rounding, corners):
     code = quantize_lean.KERNEL_ROUNDINGS.get(rounding)
     if kernel is None or code is None or x.dtype != np.float32:
         return None
-    out = np.empty_like(x)
-    magnitudes = kernel.narrow(x, out, exponent_bits, mantissa_bits, code)
-    if magnitudes is not None:
-        corners[(exponent_bits, mantissa_bits)] = out
-    return magnitudes
+    narrowed = quantize_lean.kernel_narrow(kernel, x, exponent_bits, mantissa_bits, code)
+    if narrowed is None:
+        return None
+    corners[(exponent_bits, mantissa_bits)] = narrowed[0]
+    return narrowed[1]
 
 
 def _kernel_collapse_gradients(context, g, need_exponent):
@@ -217,8 +220,10 @@ def _kernel_collapse_gradients(context, g, need_exponent):
     # The other width of each step: n0 + 1 when the draw gave n0, else n0.
     other_e = 2 * e0 + 1 - e_c if need_exponent else 0
     code = quantize_lean.KERNEL_ROUNDINGS[context.rounding]
-    return kernel.collapse_gradients(context.x, np.ascontiguousarray(g), largest,
-                                     smallest_nonzero, code, e_c, m_c, other_e, 2 * m0 + 1 - m_c)
+    # The sums run over x and g in C order, as numpy's sum over the C-order corners does.
+    return kernel.collapse_gradients(np.ascontiguousarray(context.x), np.ascontiguousarray(g),
+                                     largest, smallest_nonzero, code, e_c, m_c, other_e,
+                                     2 * m0 + 1 - m_c)
 
 
 def quantum_vjp(context, grad_output, rng=None, need_exponent=True):
@@ -241,8 +246,8 @@ def quantum_vjp(context, grad_output, rng=None, need_exponent=True):
     def slope(low, high):
         # The float32 difference is exact: both values round the same x, so they are within a
         # factor of 2 of each other (Sterbenz) or one is zero. The product rounds once, and the
-        # sum accumulates in float64.
-        product = np.subtract(high, low)
+        # sum accumulates in float64, over the values in C order whatever the corners' layout.
+        product = np.asarray(np.subtract(high, low, order="C"))  # 0-d corners give a scalar
         np.multiply(g, product, out=product)
         return float(np.sum(product, dtype=np.float64))
 

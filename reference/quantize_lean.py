@@ -92,12 +92,39 @@ KERNEL_ROUNDINGS = {"nearest_even": 0, "toward_zero": 1}
 def _kernel_narrow_max_anchor(x, container):
     """Return ``x`` narrowed at the max anchor by the compiled kernel, or None for numpy."""
     kernel = native.kernel("training")
-    if kernel is None or container.rounding not in KERNEL_ROUNDINGS:
+    code = KERNEL_ROUNDINGS.get(container.rounding)
+    if kernel is None or code is None:
         return None
-    out = np.empty(x.shape, np.float32)
-    served = kernel.narrow(np.ascontiguousarray(x), out, container.exponent_bits,
-                           container.mantissa_bits, KERNEL_ROUNDINGS[container.rounding])
-    return None if served is None else out
+    narrowed = kernel_narrow(kernel, x, container.exponent_bits, container.mantissa_bits, code)
+    return None if narrowed is None else narrowed[0]
+
+
+def kernel_narrow(kernel, x, exponent_bits, mantissa_bits, code):
+    """Return ``(Q(x; e, m), magnitudes)`` from the compiled kernel, or None where it declines.
+
+    The output has x's memory layout. A convolution that reads a stashed NHWC activation then
+    gathers its windows from NHWC memory, as it would from the unnarrowed activation, and x
+    needs no C-order copy. ``magnitudes`` is the kernel's (largest, smallest nonzero) |x|.
+    """
+    out = np.empty_like(x)
+    source, target = _memory_order(x), _memory_order(out)
+    if source is None or target is None:
+        x = np.ascontiguousarray(x)
+        out = np.empty_like(x)
+        source, target = x, out
+    magnitudes = kernel.narrow(source, target, exponent_bits, mantissa_bits, code)
+    return None if magnitudes is None else (out, magnitudes)
+
+
+def _memory_order(a):
+    """Return a C-contiguous view of all of ``a``'s memory, or None if ``a`` has gaps or overlaps.
+
+    Narrowing works element by element, so it may visit the elements in memory order.
+    """
+    if a.flags.c_contiguous:
+        return a
+    view = a.transpose(np.argsort(a.strides, kind="stable")[::-1])
+    return view if view.flags.c_contiguous else None
 
 
 @functools.lru_cache(maxsize=None)
