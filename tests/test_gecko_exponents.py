@@ -5,7 +5,9 @@ import pytest
 from hypothesis import example, given, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from reference.gecko import GeckoFormatError, decode_exponents, encode_exponents, huffman
+from reference.gecko import (
+    GeckoFormatError, bitfields, decode_exponents, encode_exponents, huffman,
+)
 from reference.gecko.fixed import WIDTHS
 from reference.gecko.huffman import LENGTH_LIMIT, code_lengths
 from reference.gecko.header import GROUP_SIZES, Reader
@@ -234,6 +236,24 @@ def test_byte_code_rejects_bits_outside_the_table():
 
     with pytest.raises(GeckoFormatError, match="every code must be in the table"):
         huffman.read_code(Reader(stream), 3, "lanes")
+
+
+@pytest.mark.spec("G4")
+@pytest.mark.parametrize("width", range(9))
+def test_small_planes_match_word_planes(width, monkeypatch):
+    # Planes up to SMALL_PLANE fields take the bit-matrix path; both paths must give one layout.
+    rng = np.random.default_rng(width)
+    for count in (1, 7, 8, 65, bitfields.SMALL_PLANE):
+        values = rng.integers(0, 1 << width, count)
+        small = bitfields.pack_fields(values, width)
+        with monkeypatch.context() as patch:
+            patch.setattr(bitfields, "SMALL_PLANE", 0)
+            words = bitfields.pack_fields(values, width)
+            unpacked_by_words = bitfields.unpack_fields(small, count, width)
+
+        assert small == words
+        np.testing.assert_array_equal(bitfields.unpack_fields(small, count, width), values)
+        np.testing.assert_array_equal(unpacked_by_words, values)
 
 
 @pytest.mark.parametrize("module", ["bitfields", "huffman", "exponents", "packing"])

@@ -13,6 +13,10 @@ bits of its last byte are zero.
 import numpy as np
 
 MAX_WIDTH = 32
+# Planes of at most this many fields go through a bit matrix, which takes fewer numpy calls
+# than the word-wise paths and measured faster for small planes.
+SMALL_PLANE = 256
+_BIT_SHIFTS = np.arange(8, dtype=np.uint8)
 
 
 def plane_bytes(count, width):
@@ -27,6 +31,9 @@ def pack_fields(values, width):
     values = np.asarray(values).ravel()
     if width == 0 or values.size == 0:
         return b""
+    if width <= 8 and values.size <= SMALL_PLANE:
+        bits = (values.astype(np.uint8)[:, None] >> _BIT_SHIFTS[:width]) & 1
+        return np.packbits(bits, bitorder="little").tobytes()
     if width <= 8:
         return _pack_narrow(values, width)
     return _pack_wide(values, width)
@@ -42,6 +49,9 @@ def unpack_fields(plane, count, width):
         return np.zeros(count, dtype)
     buffer = np.frombuffer(plane, np.uint8)
     assert buffer.size == plane_bytes(count, width), "caller checks the plane length"
+    if width <= 8 and count <= SMALL_PLANE:
+        bits = np.unpackbits(buffer, count=count * width, bitorder="little")
+        return np.packbits(bits.reshape(count, width), axis=1, bitorder="little").ravel()
     if width <= 8:
         return _unpack_narrow(buffer, count, width)
     return _unpack_wide(buffer, count, width).astype(dtype)

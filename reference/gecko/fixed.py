@@ -74,23 +74,36 @@ def encode(lanes, zero_lanes):
         values[inline] += 1
         values[inline] *= ~np.take(zero_lanes, order[inline], axis=0)
     blocks = np.searchsorted(key[by_key], np.arange(2 * len(WIDTHS) + 1))
-    # A masked group's zero lanes store nothing; ``keeps[code]`` marks its other lanes.
-    keeps = [~np.take(zero_lanes, order[blocks[2 * code + 1] : blocks[2 * code + 2]], axis=0)
-             for code in range(len(WIDTHS))]
+    keeps = masked_keeps(zero_lanes, order, blocks)
     exception_lanes = highs = np.zeros(0, np.uint8)
     if count_bits:
-        for code, keep in enumerate(keeps):
+        for code, keep in keeps.items():
             # A zero lane contains top - 0, which must not read as an exception.
             values[blocks[2 * code + 1] : blocks[2 * code + 2]] *= keep.view(np.uint8)
         exception_lanes, highs = _split_exceptions(values, codes[by_key])
     for code in range(1, len(WIDTHS)):
-        whole = values[blocks[2 * code] : blocks[2 * code + 1]].ravel()
-        masked_rows = values[blocks[2 * code + 1] : blocks[2 * code + 2]]
-        plane = np.concatenate([whole, np.compress(keeps[code].ravel(), masked_rows.ravel())])
+        plane = values[blocks[2 * code] : blocks[2 * code + 1]].ravel()
+        if code in keeps:
+            masked_rows = values[blocks[2 * code + 1] : blocks[2 * code + 2]]
+            plane = np.concatenate([plane, np.compress(keeps[code].ravel(), masked_rows.ravel())])
         parts.append(pack_fields(plane, WIDTHS[code]))
     parts.append(pack_fields(exception_lanes, lane_index_bits(group_size)))
     parts.append(pack_fields(highs, high_bits))
     return b"".join(parts)
+
+
+def masked_keeps(zero_lanes, order, blocks):
+    """Return {code: the lanes that masked groups of that code store}, for non-empty blocks.
+
+    ``blocks`` are the delta-order row bounds: rows blocks[2c] to blocks[2c + 1] are the groups
+    of code c without a mask, and rows up to blocks[2c + 2] the masked ones.
+    """
+    keeps = {}
+    for code in range(len(WIDTHS)):
+        start, end = blocks[2 * code + 1], blocks[2 * code + 2]
+        if end > start:
+            keeps[code] = ~np.take(zero_lanes, order[start:end], axis=0)
+    return keeps
 
 
 def delta_order_keys(codes, mode):
@@ -166,6 +179,8 @@ def _choose_exceptions(first_code, value_range, stored, over, group_size):
     # with exceptions where that is strictly smaller. The pair with the smallest body wins,
     # and ties go to the narrower count width, then to the narrower high width.
     candidate = np.flatnonzero((first_code > 0) & (over > 0))
+    if candidate.size == 0:
+        return first_code, np.zeros(first_code.size, np.int64), 0, 0
     narrower = first_code[candidate].astype(np.intp) - 1
     narrow_width = _WIDTHS32.take(narrower)
     over_c = over[candidate].astype(np.intp)
@@ -230,18 +245,20 @@ def decode(reader, group_count, group_size):
     sorted_mode = mode[order]
     sorted_codes = codes[by_key]
     blocks = np.searchsorted(key[by_key], np.arange(2 * len(WIDTHS) + 1))
-    keeps = [~np.take(zero_lanes, order[blocks[2 * code + 1] : blocks[2 * code + 2]], axis=0)
-             for code in range(len(WIDTHS))]
+    keeps = masked_keeps(zero_lanes, order, blocks)
     sorted_counts = counts[by_key]
     _check_counts(sorted_counts, keeps, blocks, group_size)
     deltas = np.zeros((order.size, group_size), np.uint8)
     for code, width in enumerate(WIDTHS):
         start, split, end = blocks[2 * code : 2 * code + 3]
         whole = (split - start) * group_size
-        plane = read_plane(reader, whole + int(np.count_nonzero(keeps[code])), width,
-                           f"deltas of width {width}")
-        deltas[start:split] = plane[:whole].reshape(-1, group_size)
-        deltas[split:end][keeps[code]] = plane[whole:]
+        keep = keeps.get(code)
+        stored = whole + (int(np.count_nonzero(keep)) if keep is not None else 0)
+        plane = read_plane(reader, stored, width, f"deltas of width {width}")
+        if whole:
+            deltas[start:split] = plane[:whole].reshape(-1, group_size)
+        if keep is not None:
+            deltas[split:end][keep] = plane[whole:]
 
     sorted_top = top[by_key]
     # A lane's value may be at most top (top + 1 inline), so that its exponent is at least 0.
@@ -250,7 +267,7 @@ def decode(reader, group_count, group_size):
     _apply_exceptions(reader, deltas, zero_lanes, order, sorted_codes, sorted_counts, limit,
                       high_bits)
     exponents = sorted_top[:, None] - deltas
-    for code, keep in enumerate(keeps):
+    for code, keep in keeps.items():
         exponents[blocks[2 * code + 1] : blocks[2 * code + 2]] *= keep.view(np.uint8)
     inline = np.flatnonzero(sorted_mode == INLINE)
     if inline.size:
@@ -270,7 +287,7 @@ def _check_counts(sorted_counts, keeps, blocks, group_size):
     # A group has at most as many exceptions as stored lanes. Checked before the exception
     # planes are read, so that their arrays are never larger than the output.
     stored = np.full(sorted_counts.size, group_size, np.int64)
-    for code, keep in enumerate(keeps):
+    for code, keep in keeps.items():
         stored[blocks[2 * code + 1] : blocks[2 * code + 2]] = np.count_nonzero(keep, axis=1)
     over = np.flatnonzero(sorted_counts > stored)
     if over.size:
