@@ -261,11 +261,13 @@ class QuantumConfig:
 class QuantumNarrowing(NarrowingMethod):
     """A learned real pair of widths per tensor, trained by gradient descent.
 
-    Each tensor's widths are float64 scalar parameters in their own optimizer group. They enter
-    the tensor's narrowing op as inputs, so backward delivers their task gradient
-    (:func:`reference.bitlength.quantum_vjp`) even when the narrowed tensor needs none, as the
-    network input does. ``extra_loss`` adds the footprint term, and ``after_step`` clamps the
-    widths to their ranges.
+    The widths are two float64 vector parameters, ``exponent_bits`` and ``mantissa_bits``, with
+    one entry per tracked tensor (in the order of ``keys``), in their own optimizer group. Both
+    enter each tensor's narrowing op as inputs, so backward delivers the tensor's task gradient
+    (:func:`reference.bitlength.quantum_vjp`) into its entries even when the narrowed tensor
+    needs none, as the network input does. ``extra_loss`` adds the footprint term, and
+    ``after_step`` clamps the widths to their ranges. Adam and the clamp work element by
+    element, so each entry follows the same steps as a scalar width would.
     """
 
     name = "quantum"
@@ -273,38 +275,53 @@ class QuantumNarrowing(NarrowingMethod):
     def __init__(self, config=None, rounding="nearest_even"):
         super().__init__(rounding)
         self.config = config or QuantumConfig()
-        self.exponents = {}
-        self.mantissas = {}
+        self.keys = []
+        self.index = {}
+        self.exponent_bits = Tensor(np.zeros(0))
+        self.mantissa_bits = Tensor(np.zeros(0))
         self._step_elements = {}
 
     def attach(self, model, config):
         super().attach(model, config)
-        for layer_name in model.storage_layers():
-            for kind in ("weight", "activation"):
-                key = (layer_name, kind)
-                self.exponents[key] = Tensor(np.float64(self.config.start_exponent_bits),
-                                             requires_grad=self.config.adapt_exponent,
-                                             name=f"exponent_bits {layer_name} {kind}")
-                self.mantissas[key] = Tensor(np.float64(self.config.start_mantissa_bits),
-                                             requires_grad=True,
-                                             name=f"mantissa_bits {layer_name} {kind}")
-        widths = list(self.mantissas.values())
+        self.keys = [(layer_name, kind) for layer_name in model.storage_layers()
+                     for kind in ("weight", "activation")]
+        self.index = {key: i for i, key in enumerate(self.keys)}
+        count = len(self.keys)
+        self.exponent_bits = Tensor(np.full(count, self.config.start_exponent_bits),
+                                    requires_grad=self.config.adapt_exponent,
+                                    name="exponent_bits")
+        self.mantissa_bits = Tensor(np.full(count, self.config.start_mantissa_bits),
+                                    requires_grad=True, name="mantissa_bits")
+        widths = [self.mantissa_bits]
         if self.config.adapt_exponent:
-            widths += list(self.exponents.values())
+            widths.append(self.exponent_bits)
         from numpyml.methods import ParameterGroup
 
-        return [ParameterGroup("bitlengths", widths,
-                               optim.adam_scalars(self.width_learning_rate))]
+        return [ParameterGroup("bitlengths", widths, optim.adam(self.width_learning_rate))]
+
+    @property
+    def exponents(self):
+        """The exponent width of each tracked tensor, by ``(layer_name, kind)``."""
+        return {key: float(self.exponent_bits.data[i]) for key, i in self.index.items()}
+
+    @property
+    def mantissas(self):
+        """The mantissa width of each tracked tensor, by ``(layer_name, kind)``."""
+        return {key: float(self.mantissa_bits.data[i]) for key, i in self.index.items()}
 
     def width_learning_rate(self, step):
         return bitlength.width_lr(step, self.config.fast_lr, self.config.fast_steps,
                                   self.config.lr)
 
-    def _width_values(self, key):
-        if key not in self.mantissas:
+    def _position(self, key):
+        if key not in self.index:
             raise KeyError(f"quantum narrowing: tensor {key} has no widths; the model must "
                            "route it through the storage hook before attach()")
-        return float(self.exponents[key].data), float(self.mantissas[key].data)
+        return self.index[key]
+
+    def _width_values(self, key):
+        i = self._position(key)
+        return float(self.exponent_bits.data[i]), float(self.mantissa_bits.data[i])
 
     def widths(self, key):
         return self._width_values(key)
@@ -314,7 +331,9 @@ class QuantumNarrowing(NarrowingMethod):
         return int(math.ceil(exponent_bits)), int(math.ceil(mantissa_bits))
 
     def narrow_for_training(self, key, tensor):
-        exponent_bits, mantissa_bits = self._width_values(key)
+        i = self._position(key)
+        exponent_bits = float(self.exponent_bits.data[i])
+        mantissa_bits = float(self.mantissa_bits.data[i])
         result = bitlength.quantum_narrow(tensor.data, exponent_bits, mantissa_bits,
                                           mode=self.config.mode, rounding=self.rounding,
                                           rng=self.rng, prepare_vjp=True,
@@ -326,13 +345,20 @@ class QuantumNarrowing(NarrowingMethod):
         self.record_gecko(key, counted, tensor.data, result.exponent_bits, result.mantissa_bits)
         self._step_elements[key] = self._step_elements.get(key, 0) + tensor.data.size
         need_exponent = self.config.adapt_exponent
+        count = len(self.keys)
 
         def vjp(grad_output):
             grad_x, grad_e, grad_m = bitlength.quantum_vjp(
                 result.context, grad_output, self.rng, need_exponent=need_exponent)
-            return grad_x, (np.float64(grad_e) if need_exponent else None), np.float64(grad_m)
+            grad_mantissa_bits = np.zeros(count)
+            grad_mantissa_bits[i] = grad_m
+            grad_exponent_bits = None
+            if need_exponent:
+                grad_exponent_bits = np.zeros(count)
+                grad_exponent_bits[i] = grad_e
+            return grad_x, grad_exponent_bits, grad_mantissa_bits
 
-        inputs = [tensor, self.exponents[key], self.mantissas[key]]
+        inputs = [tensor, self.exponent_bits, self.mantissa_bits]
         return custom_op(inputs, result.value, vjp, name=f"quantum:{key[1]}")
 
     def extra_loss(self, model):
@@ -340,31 +366,35 @@ class QuantumNarrowing(NarrowingMethod):
         if not self.training or not self._step_elements:
             return None
         keys = list(self._step_elements)
+        positions = [self.index[key] for key in keys]
         gamma = bitlength.gamma_at(self.step, self.config.gamma, self.config.gamma_warmup_steps)
-        exponents = [self.exponents[key] for key in keys]
-        mantissas = [self.mantissas[key] for key in keys]
         value, grad_e, grad_m = bitlength.footprint_penalty(
             [self._step_elements[key] for key in keys],
-            [float(e.data) for e in exponents], [float(m.data) for m in mantissas], gamma)
+            self.exponent_bits.data[positions].tolist(),
+            self.mantissa_bits.data[positions].tolist(), gamma)
+        # Tensors not stored in this step get no gradient from the term.
+        grad_exponent_bits = np.zeros(len(self.keys))
+        grad_exponent_bits[positions] = grad_e
+        grad_mantissa_bits = np.zeros(len(self.keys))
+        grad_mantissa_bits[positions] = grad_m
 
         # One op for the whole term: a graph of small additions per tensor would cost about as
         # much time per step as narrowing a tensor.
         def vjp(grad_output):
             scale = float(grad_output)
-            return (*(np.float64(scale * g) for g in grad_e),
-                    *(np.float64(scale * g) for g in grad_m))
+            return scale * grad_exponent_bits, scale * grad_mantissa_bits
 
-        return custom_op(exponents + mantissas, np.float32(value), vjp, name="footprint_penalty")
+        return custom_op([self.exponent_bits, self.mantissa_bits], np.float32(value), vjp,
+                         name="footprint_penalty")
 
     def after_step(self, step, loss, learning_rate):
         config = self.config
-        for key in self.mantissas:
-            # min(max(...)) of floats is np.clip's value, NaN included, at less cost per call.
-            exponent_bits = min(max(float(self.exponents[key].data), config.exponent_min), 8.0)
-            mantissa_bits = min(max(float(self.mantissas[key].data), config.mantissa_min), 23.0)
-            self.exponents[key].data = np.float64(exponent_bits)
-            self.mantissas[key].data = np.float64(mantissa_bits)
-            self.history.append((step, key[0], key[1], exponent_bits, mantissa_bits))
+        exponent_bits = np.clip(self.exponent_bits.data, config.exponent_min, 8.0)
+        mantissa_bits = np.clip(self.mantissa_bits.data, config.mantissa_min, 23.0)
+        self.exponent_bits.data = exponent_bits
+        self.mantissa_bits.data = mantissa_bits
+        for key, e, m in zip(self.keys, exponent_bits.tolist(), mantissa_bits.tolist()):
+            self.history.append((step, key[0], key[1], e, m))
         self._step_elements = {}
         super().after_step(step, loss, learning_rate)
 
@@ -373,29 +403,30 @@ class QuantumNarrowing(NarrowingMethod):
 
     def report(self):
         fields = super().report()
-        learned = {f"{name} {kind}": [float(self.exponents[(name, kind)].data),
-                                      float(self.mantissas[(name, kind)].data)]
-                   for name, kind in self.mantissas}
-        fields["learned_widths"] = learned
+        fields["learned_widths"] = {
+            f"{name} {kind}": list(self._width_values((name, kind))) for name, kind in self.keys
+        }
         return fields
 
     def state_dict(self):
         # NOTE: the Adam moments of the width group belong to the trainer's optimizer and are not
         # part of this state, so a run restored from a checkpoint restarts them.
-        keys = list(self.mantissas)
         return {**super().state_dict(),
-                "quantum_keys": np.asarray([f"{name}|{kind}" for name, kind in keys]),
-                "quantum_exponent_bits": np.asarray([float(self.exponents[k].data) for k in keys]),
-                "quantum_mantissa_bits": np.asarray([float(self.mantissas[k].data) for k in keys])}
+                "quantum_keys": np.asarray([f"{name}|{kind}" for name, kind in self.keys]),
+                "quantum_exponent_bits": np.array(self.exponent_bits.data),
+                "quantum_mantissa_bits": np.array(self.mantissa_bits.data)}
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
-        for text, exponent_bits, mantissa_bits in zip(state["quantum_keys"],
-                                                      state["quantum_exponent_bits"],
-                                                      state["quantum_mantissa_bits"]):
-            key = tuple(str(text).split("|"))
-            self.exponents[key].data = np.float64(exponent_bits)
-            self.mantissas[key].data = np.float64(mantissa_bits)
+        exponent_bits = np.array(self.exponent_bits.data)
+        mantissa_bits = np.array(self.mantissa_bits.data)
+        for text, e, m in zip(state["quantum_keys"], state["quantum_exponent_bits"],
+                              state["quantum_mantissa_bits"]):
+            i = self._position(tuple(str(text).split("|")))
+            exponent_bits[i] = e
+            mantissa_bits[i] = m
+        self.exponent_bits.data = exponent_bits
+        self.mantissa_bits.data = mantissa_bits
 
 
 def bitchop():

@@ -108,40 +108,6 @@ def adam(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0):
     return _adam(learning_rate, b1, b2, eps, weight_decay, decoupled=False)
 
 
-def adam_scalars(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8):
-    """Adam over many 0-d parameters as one float64 vector: :func:`adam`'s bits, fewer calls.
-
-    The moments ``mu`` and ``nu`` of the state are float64 vectors with one entry per
-    parameter, so one step is a few vector operations where :func:`adam` loops over the
-    parameters. Every operation is elementwise and in the same order, so each update equals
-    :func:`adam`'s for float64 parameters bit for bit. It serves learned bitlengths: one scalar
-    width per stored tensor.
-    """
-    schedule = _as_schedule(learning_rate)
-
-    def init(params):
-        for index, p in enumerate(params):
-            if np.ndim(p) != 0 or np.asarray(p).dtype != np.float64:
-                raise ValueError(f"adam_scalars: parameter {index} must be a 0-d float64 "
-                                 f"array; got shape {np.shape(p)} and dtype "
-                                 f"{np.asarray(p).dtype} (use adam for other parameters)")
-        zeros = np.zeros(len(params))
-        return AdamState(0, zeros, zeros)
-
-    def update(grads, state, params):
-        step = state.step + 1
-        lr = schedule(state.step)
-        step_size = lr / (1 - b1 ** step)
-        root_correction = math.sqrt(1 - b2 ** step)
-        g = np.array(grads, dtype=np.float64)
-        mu = b1 * state.mu + (1 - b1) * g
-        nu = b2 * state.nu + (1 - b2) * (g * g)
-        updates = -step_size * mu / (np.sqrt(nu) / root_correction + eps)
-        return list(updates), AdamState(step, mu, nu)
-
-    return Optimizer(init, update, schedule)
-
-
 def adamw(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-2):
     """Adam with decoupled weight decay: the update adds -lr * weight_decay * p."""
     return _adam(learning_rate, b1, b2, eps, weight_decay, decoupled=True)
