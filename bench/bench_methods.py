@@ -15,6 +15,9 @@ per step is the sum of the epochs' times, less the time spent in the per-epoch e
 divided by the steps.
 
     python bench/bench_methods.py --timing 7 --epochs 5 --methods fixed bitwave quantum
+
+``--gecko-every 0`` leaves out the Gecko sizes that training records every 20 steps by
+default, to separate their cost from that of narrowing.
 """
 
 import argparse
@@ -96,9 +99,12 @@ class EvaluationTimer:
 
 def run_one(name, seed, args):
     config = TrainConfig(method="fp32", seed=seed, epochs=args.epochs)
+    method = make_method(name, args)
+    if method is not None and args.gecko_every is not None:
+        method.set_gecko_every(args.gecko_every)
     start = time.perf_counter()
     with EvaluationTimer() as evaluation:
-        report = train(config, method=make_method(name, args))
+        report = train(config, method=method)
     seconds = sum(epoch["time_s"] for epoch in report["epochs"]) - evaluation.seconds
     row = {
         "method": name, "seed": seed, "test_accuracy": report["test_accuracy"],
@@ -184,6 +190,9 @@ def main(argv=None):
     parser.add_argument("--rows", help="JSON-lines file of earlier rows to summarize instead")
     parser.add_argument("--timing", type=int, metavar="ROUNDS",
                         help="time interleaved short runs instead of comparing accuracy")
+    parser.add_argument("--gecko-every", type=int, metavar="STEPS",
+                        help="pack the stored tensors with Gecko every STEPS steps; 0 turns it "
+                        f"off (default: the trainer's {narrowing.DEFAULT_GECKO_EVERY})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     set_blas_threads(1)
