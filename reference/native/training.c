@@ -7,17 +7,19 @@
  * magnitudes below 2^min_exponent flush to zero of the same sign (C12). This is the integer
  * arithmetic of reference/quantize_lean.py, which stays the reference.
  *
- * Both functions return None for the cases that the numpy path handles by its general rules:
- * an empty tensor, inf or NaN, no FP32 normal value, a maximum that rounds to 2^128, and an
- * FP32 subnormal input when the window reaches below 2^-126. Only nearest-even and
- * toward-zero rounding are served here; stochastic rounding stays in numpy.
+ * narrow returns None for the cases that the numpy path handles by its general rules: an
+ * empty tensor, inf or NaN, no FP32 normal value, a maximum that rounds to 2^128, and an FP32
+ * subnormal input when the window reaches below 2^-126. collapse_gradients returns None when
+ * one of its corners meets the last two cases. Only nearest-even and toward-zero rounding are
+ * served here; stochastic rounding stays in numpy.
  *
- * collapse_gradients sums g * (Q_high - Q_low) in float64 in exactly the order of numpy 2.x's
- * np.sum(float32_array, dtype=np.float64): blocks of SUM_BLOCK values (numpy's default buffer
- * size) cast to float64, each summed pairwise with 8 accumulators over runs of up to 128
- * values, and the block sums added in turn to +0.0. The caller checks np.getbufsize(). The sign
- * of a zero term never changes such a sum: a zero partial sum only ever meets another zero or
- * vanishes beside a nonzero one, and the final +0.0 + (-0.0) is +0.0.
+ * collapse_gradients sums g * (Q_high - Q_low) in float64 in exactly the order of numpy 2.4's
+ * np.sum(float32_array, dtype=np.float64), as tests/test_native_training.py checks: blocks of
+ * SUM_BLOCK values (numpy's default buffer size) cast to float64, each summed pairwise with 8
+ * accumulators over runs of up to 128 values, and the block sums added in turn to +0.0. The
+ * caller checks np.getbufsize(). The sign of a zero term never changes such a sum, because a
+ * zero partial sum only ever meets another zero or vanishes beside a nonzero one, and the
+ * final +0.0 + (-0.0) is +0.0.
  */
 
 #define PY_SSIZE_T_CLEAN
