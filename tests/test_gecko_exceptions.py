@@ -9,7 +9,8 @@ import struct
 
 import numpy as np
 import pytest
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import Phase, find, given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
 
 from conformance.vectors.gecko import load_version1
 from reference import Container
@@ -120,6 +121,42 @@ def test_too_many_outliers_keep_the_wide_width():
 
     assert exception_frame(blob) == (0, 0)
     np.testing.assert_array_equal(decode_exponents(blob), exponents)
+
+
+@st.composite
+def outlier_exponents(draw):
+    """Exponents near a top with a few far smaller ones, zeros, and a partial last group."""
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=90), label="shape")
+    size = int(np.prod(shape))
+    top = draw(st.integers(1, 255), label="top")
+    spread = draw(st.sampled_from([1, 2, 4, 8, 16, 64]), label="spread")
+    outlier_share = draw(st.sampled_from([0.0, 0.02, 0.1]), label="outlier share")
+    zero_share = draw(st.sampled_from([0.0, 0.05, 0.5]), label="zero share")
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
+    values = top - rng.integers(0, spread, size)
+    outliers = rng.random(size) < outlier_share
+    values[outliers] -= rng.integers(1, 256, int(outliers.sum()))
+    values[rng.random(size) < zero_share] = 0
+    return np.clip(values, 0, 255).astype(np.uint8).reshape(shape)
+
+
+@pytest.mark.spec("G4")
+@settings(max_examples=30)
+@given(exponents=outlier_exponents(), group_size=st.sampled_from([8, 16, 32, 64]))
+def test_outlier_exponents_round_trip(exponents, group_size):
+    decoded = decode_exponents(encode_exponents(exponents, group_size=group_size))
+
+    assert decoded.shape == exponents.shape
+    np.testing.assert_array_equal(decoded, exponents)
+
+
+@pytest.mark.spec("G4")
+def test_outlier_strategy_reaches_exceptions():
+    # The round trip above only checks exceptions if its strategy produces them.
+    found = find(outlier_exponents(), lambda e: exception_frame(encode_exponents(e))[0] > 0,
+                 settings=settings(database=None, derandomize=True, phases=[Phase.generate]))
+
+    assert exception_frame(encode_exponents(found))[0] > 0
 
 
 @st.composite
@@ -277,10 +314,11 @@ def test_mutated_exception_fields_decode_or_raise(blob):
 
 
 def exception_frame(stream):
-    """Return (count width, high width) of a version 2 fixed-mode stream of one dimension."""
-    group_size, count = stream[7], struct.unpack_from("<Q", stream, 9)[0]
+    """Return (count width, high width) of a version 2 fixed-mode exponent stream."""
+    group_size, ndim = stream[7], stream[8]
+    count = int(np.prod(struct.unpack_from(f"<{ndim}Q", stream, 9)))
     groups = -(-count // group_size)
-    at = 17
+    at = 9 + 8 * ndim
     modes = np.unpackbits(np.frombuffer(stream, np.uint8, -(-groups // 4), at),
                           bitorder="little").reshape(-1, 2)[:groups]
     modes = modes[:, 0] + 2 * modes[:, 1]
@@ -323,8 +361,7 @@ def test_version1_streams_still_decode(record):
 
 
 @pytest.mark.spec("G1")
-@example(version=0)
-@given(version=st.integers(3, 255))
+@pytest.mark.parametrize("version", [0, 3, 255])
 def test_unknown_version_names_the_versions_read(version):
     stream = bytearray(encode_exponents(np.arange(40, dtype=np.uint8)))
     stream[4] = version
