@@ -337,6 +337,18 @@ def test_fuzzed_streams_carry_exceptions():
     assert exception_frame(EXCEPTION_STREAMS[3]) == (7, 1)
 
 
+@pytest.mark.spec("G9")
+def test_every_lane_an_exception_stays_within_bounds():
+    # The largest exception planes a stream can have: groups of 64 where every lane is an
+    # exception, with 7 count bits and 8 high bits.
+    groups = [group(NO_ZEROS, 255, 0, [0] * 64, [(lane, 1 + lane) for lane in range(64)])
+              for _ in range(100)]
+    stream, expected = build_stream(64, groups, count_bits=7, high_bits=8)
+
+    decode_within_bounds(decode_exponents, stream, itemsize=1)
+    np.testing.assert_array_equal(decode_exponents(stream), expected)
+
+
 VERSION1 = load_version1()
 
 
