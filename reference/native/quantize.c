@@ -30,8 +30,8 @@
  * the pass over flagged elements. */
 #define BLOCK_ELEMENTS 2048
 
-/* x86-64 machines with AVX2 run the fast loop on 8 lanes; it uses integer operations only, so
- * both clones give the same bits. */
+/* On x86-64 machines with AVX2 the vector loops run on 8 lanes. They use integer operations
+ * only, so both clones give the same bits. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #define FAST_CLONES __attribute__((target_clones("avx2", "default")))
 #else
@@ -274,7 +274,8 @@ static int quantize_all(const uint32_t *bits, const uint32_t *noise, uint32_t *o
 
 /* ---- reductions ---- */
 
-static uint32_t largest_finite(const uint32_t *bits, size_t size)
+FAST_CLONES
+static uint32_t largest_finite(const uint32_t *restrict bits, size_t size)
 {
     /* FP32 magnitudes order like their patterns; all are below 2^31, so int32 compares work. */
     int32_t largest = 0;
@@ -286,6 +287,7 @@ static uint32_t largest_finite(const uint32_t *bits, size_t size)
     return (uint32_t)largest;
 }
 
+FAST_CLONES
 static Py_ssize_t first_non_bf16(const uint32_t *bits, size_t size)
 {
     for (size_t start = 0; start < size; start += BLOCK_ELEMENTS) {
