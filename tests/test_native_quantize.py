@@ -421,6 +421,8 @@ def test_kernel_rejects_invalid_buffers():
         KERNEL.quantize(bits, None, bits.copy(), list(plan))
     with pytest.raises(ValueError, match="constants out of range"):
         KERNEL.quantize(bits, None, bits.copy(), (9,) + plan[1:])
+    with pytest.raises(ValueError, match="constants out of range"):
+        KERNEL.quantize(bits, None, bits.copy(), (3,) + plan[1:])  # stochastic loop, no noise
     read_only = bits.copy()
     read_only.flags.writeable = False
     with pytest.raises((TypeError, ValueError)):

@@ -5,9 +5,10 @@
  * dropped bits (exact for finite values inside the window's fast range) and flags the others:
  * values below that range (container subnormals, FP32 subnormals) and above it (overflow, inf,
  * NaN). A scalar routine then recomputes the flagged values one at a time with the general
- * rule of reference.quantize.quantize_bits. An element that the container cannot hold (NaN
- * without a NaN code, overflow without saturation, inf or NaN) makes the kernel return
- * OUT_OF_RANGE, and Python reruns the numpy path to raise the error with the element's index.
+ * rule of reference.quantize.quantize_bits. An element that the container cannot hold makes
+ * the kernel return OUT_OF_RANGE: a NaN without a NaN code, or an overflow or inf where the
+ * container neither saturates nor has inf or NaN. Python then reruns the numpy path, which
+ * raises the error with the element's index.
  *
  * Python passes the window's constants, so this file never decides a container rule itself.
  */
@@ -17,7 +18,6 @@
 
 #include <stdint.h>
 #include <string.h>
-
 
 #define SIGN_MASK 0x80000000u
 #define MAGNITUDE_MASK 0x7FFFFFFFu
@@ -356,7 +356,9 @@ static int parse_plan(PyObject *constants, Plan *plan)
     if (plan->dropped < 0 || plan->dropped > 23 || plan->exact_from < 1 ||
         plan->mantissa_bits < 0 || plan->mantissa_bits > 23 || plan->rounding < 0 ||
         plan->rounding > 2 || plan->fast_rounding < 0 || plan->fast_rounding > 3 ||
-        (plan->fast_rounding != TRUNCATE && plan->dropped == 0)) {
+        (plan->fast_rounding != TRUNCATE && plan->dropped == 0) ||
+        ((plan->fast_rounding == STOCHASTIC) != (plan->rounding == MODE_STOCHASTIC &&
+                                                 plan->dropped > 0))) {
         PyErr_SetString(PyExc_ValueError,
                         "plan: constants out of range; build it with "
                         "reference.quantize_blocked.native_plan");
