@@ -234,6 +234,21 @@ def test_gradients_match_numpy_on_fp32_patterns(x, g_seed, e, m, up_e, up_m, wit
 
 
 @pytest.mark.spec("Q3")
+@given(
+    x=hnp.arrays(np.float32, st.integers(1, 2000),
+                 elements=st.floats(-2.0**40, 2.0**40, width=32)),
+    g_seed=st.integers(0, 2**32 - 1),
+    e=st.integers(1, 8), m=st.integers(0, 23), up_e=st.booleans(), up_m=st.booleans(),
+    with_exponent=st.booleans(), rounding=st.sampled_from(ROUNDINGS),
+)
+def test_gradients_match_numpy_on_finite_tensors(x, g_seed, e, m, up_e, up_m, with_exponent,
+                                                 rounding):
+    g = np.random.default_rng(g_seed).standard_normal(x.shape).astype(np.float32)
+    other_e = neighbour(e, 1, 8, up_e) if with_exponent else 0
+    assert_same_gradients(x, g, e, m, other_e, neighbour(m, 0, 23, up_m), rounding)
+
+
+@pytest.mark.spec("Q3")
 def test_gradients_of_cancelling_terms_are_positive_zero():
     # numpy's float64 sum starts from +0.0, so a zero total is +0.0 whatever the terms' signs.
     x = np.float32([1.0, 1.0, 1.5, 1.5])

@@ -109,11 +109,13 @@ static inline uint32_t round_bits(uint32_t bits, const Rounding *r)
     return (bits + step) & r->keep_mask;
 }
 
-/* Clear the magnitude of a rounded pattern below flush_below, keeping the sign. */
+/* Clear the magnitude of a rounded pattern below flush_below, keeping the sign. Both sides
+ * are below 2^31, so the signed comparison, which SSE2 and AVX2 have, gives the same result. */
 static inline uint32_t flush_bits(uint32_t rounded, uint32_t flush_below)
 {
     uint32_t magnitude = rounded & MAGNITUDE_MASK;
-    return rounded ^ (magnitude & (0u - (uint32_t)(magnitude < flush_below)));
+    uint32_t below = 0u - (uint32_t)((int32_t)magnitude < (int32_t)flush_below);
+    return rounded ^ (magnitude & below);
 }
 
 static inline float float_of(uint32_t bits)
@@ -149,33 +151,36 @@ static void narrow_loop(const uint32_t *bits, uint32_t *out, Py_ssize_t n, Corne
 
 /* The corners of collapse mode: the stored one S = Q(x; e, m), its mantissa neighbour
  * M = Q(x; e, m_other) and its exponent neighbour E = Q(x; e_other, m). S and E share one
- * rounding and differ only in where they flush. */
+ * rounding and differ only in where they flush, so E - S is the rounded value r between the
+ * two flush points and zero elsewhere, oriented as wider minus narrower. */
 typedef struct {
     Rounding stored_rounding;
     Rounding other_rounding;
     uint32_t stored_flush;
     uint32_t mantissa_flush;   /* where M flushes */
-    uint32_t exponent_flush;   /* where E flushes */
+    int32_t band_low;          /* the lower of the two flush points of S and E */
+    int32_t band_high;         /* the higher one */
     float mantissa_sign;       /* +1 when M is the wider corner, else -1 */
-    float exponent_sign;
 } Collapse;
 
 /* The terms g * (high - low) of both width gradients. The float32 difference is exact (both
  * values round the same x), and the product rounds once, as in the numpy path. Negating
- * (other - stored) gives stored - other exactly, except that a zero difference becomes -0,
- * which leaves the sum unchanged (see the top of this file). */
+ * (other - stored) gives stored - other exactly, except that a zero difference becomes -0.
+ * For the exponent, the wider corner minus the narrower one is r - (+-0) = r inside the band
+ * and a zero outside it. A zero's sign leaves the sum unchanged (see the top of this file). */
 VECTOR_CLONES
 static void collapse_terms(const uint32_t *bits, const float *g, float *mantissa_terms,
                            float *exponent_terms, Py_ssize_t n, Collapse c)
 {
     for (Py_ssize_t i = 0; i < n; i++) {
         uint32_t rounded = round_bits(bits[i], &c.stored_rounding);
+        int32_t magnitude = (int32_t)(rounded & MAGNITUDE_MASK);
         float stored = float_of(flush_bits(rounded, c.stored_flush));
         float mantissa_other = float_of(
             flush_bits(round_bits(bits[i], &c.other_rounding), c.mantissa_flush));
-        float exponent_other = float_of(flush_bits(rounded, c.exponent_flush));
+        uint32_t in_band = 0u - (uint32_t)((magnitude >= c.band_low) & (magnitude < c.band_high));
         mantissa_terms[i] = g[i] * ((mantissa_other - stored) * c.mantissa_sign);
-        exponent_terms[i] = g[i] * ((exponent_other - stored) * c.exponent_sign);
+        exponent_terms[i] = g[i] * float_of(rounded & in_band);
     }
 }
 
@@ -433,14 +438,17 @@ static PyObject *collapse_gradients(PyObject *self, PyObject *args)
                            largest, smallest_nonzero) != 0)) {
         Py_RETURN_NONE;
     }
+    uint32_t exponent_flush = with_exponent ? exponent_other.flush_below : stored.flush_below;
+    uint32_t band_low = stored.flush_below < exponent_flush ? stored.flush_below : exponent_flush;
+    uint32_t band_high = stored.flush_below ^ exponent_flush ^ band_low;
     Collapse c = {
         .stored_rounding = stored.rounding,
         .other_rounding = mantissa_other.rounding,
         .stored_flush = stored.flush_below,
         .mantissa_flush = mantissa_other.flush_below,
-        .exponent_flush = with_exponent ? exponent_other.flush_below : stored.flush_below,
+        .band_low = (int32_t)band_low,
+        .band_high = (int32_t)band_high,
         .mantissa_sign = other_mantissa_bits > mantissa_bits ? 1.0f : -1.0f,
-        .exponent_sign = other_exponent_bits > exponent_bits ? 1.0f : -1.0f,
     };
 
     Views views = {.count = 0};
