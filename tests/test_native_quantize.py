@@ -140,7 +140,7 @@ def assert_same_bits(actual, expected, inputs):
 
 
 def representable(bits, window):
-    """Return a mask of the patterns that the window holds without raising."""
+    """Return a mask of the patterns that the window narrows without raising."""
     with np.errstate(invalid="ignore"):  # signaling NaNs
         values = bits.view(np.float32).astype(np.float64)  # max_value need not be FP32
     keep = np.isfinite(values) | (np.isnan(values) & window.has_nan)
@@ -219,7 +219,6 @@ def test_kernel_matches_numpy_on_fp32_patterns(bits, container_anchor, seed):
     container, anchor = container_anchor
     x = bits.view(np.float32)
     noise = noise_for(container, x.shape, seed)
-    expected = None
     with numpy_path():
         expected = result_or_message(x, container, anchor, noise)
     actual = result_or_message(x, container, anchor, noise)
@@ -254,7 +253,8 @@ def test_kernel_matches_numpy_across_blocks(name, size):
     with numpy_path():
         expected = quantize(x, container)
     actual = quantize(x, container)
-    assert actual.shape == x.shape and actual.dtype == np.float32
+    assert actual.shape == x.shape
+    assert actual.dtype == np.float32
     assert_same_bits(actual.view(np.uint32), expected.view(np.uint32), x.view(np.uint32))
     assert np.array_equal(x.view(np.uint32), original.view(np.uint32))
 
@@ -377,7 +377,7 @@ def test_bf16_check_names_first_bad_element():
 @pytest.mark.spec("C15")
 def test_bfloat16_input_matches_numpy():
     ml_dtypes = pytest.importorskip("ml_dtypes")
-    x = ALL_BF16_BITS.astype(np.uint32).__rshift__(16).astype(np.uint16).view(ml_dtypes.bfloat16)
+    x = (ALL_BF16_BITS >> np.uint32(16)).astype(np.uint16).view(ml_dtypes.bfloat16)
     container = Container(5, 2, specials="fn", base="bf16")
     with numpy_path():
         expected = quantize(x, container)
