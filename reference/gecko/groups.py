@@ -9,6 +9,7 @@ import numpy as np
 
 from reference.gecko.bitfields import padding_is_zero, plane_bytes, unpack_fields
 from reference.gecko.errors import GeckoFormatError
+from reference.gecko.header import GROUP_SIZES
 
 
 def encode_groups(exponents, zeros, group_size, mode):
@@ -20,20 +21,32 @@ def encode_groups(exponents, zeros, group_size, mode):
     return coder.encode(lanes, zero_lanes)
 
 
+def encode_groups_any_size(exponents, zeros, group_size, mode):
+    """Return (group size, body) of :func:`encode_groups`; "auto" tries every group size.
+
+    With "auto" the smallest body wins, and ties go to the smaller group size.
+    """
+    if group_size != "auto":
+        return group_size, encode_groups(exponents, zeros, group_size, mode)
+    bodies = [(size, encode_groups(exponents, zeros, size, mode)) for size in GROUP_SIZES]
+    return min(bodies, key=lambda pair: len(pair[1]))
+
+
 def decode_groups(reader, count, group_size, mode, version):
     """Decode what :func:`encode_groups` wrote; returns flat exponents and the zero mask.
 
-    ``version`` is the stream's header version: version 1 has another fixed-mode body.
+    ``version`` is the stream's header version: version 1 has other fixed-mode and entropy-mode
+    bodies.
     """
     from reference.gecko import entropy, fixed, fixed_v1
 
     group_count = -(-count // group_size)
     check_room(reader, group_count)
     if mode == "entropy":
-        coder = entropy
+        lanes, zero_lanes = entropy.decode(reader, group_count, group_size, version)
     else:
         coder = fixed_v1 if version == 1 else fixed
-    lanes, zero_lanes = coder.decode(reader, group_count, group_size)
+        lanes, zero_lanes = coder.decode(reader, group_count, group_size)
     padding = zero_lanes.ravel()[count:]
     if not padding.all():
         raise GeckoFormatError(f"padding lanes: the {padding.size} lanes after the last value "

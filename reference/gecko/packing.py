@@ -21,7 +21,7 @@ from reference.quantize import max_anchor
 from reference.gecko.bitfields import pack_fields
 from reference.gecko.errors import GeckoFormatError
 from reference.gecko.exponents import check_options, check_shape
-from reference.gecko.groups import decode_groups, encode_groups, read_plane
+from reference.gecko.groups import decode_groups, encode_groups_any_size, read_plane
 from reference.gecko.header import Header, Reader, TensorFields, read_header, write_header
 
 # The containers e8m23 (FP32) and e8m7 (BF16) with the IEEE layout, subnormals and bias 127
@@ -100,8 +100,8 @@ def _pack_parts(shape, sign, exponent, mantissa, container, anchor, mode, group_
     stored = ~zeros
     negative_zeros = bool((sign & zeros).any())
     fields = dataclasses.replace(_fields_of(container, anchor), negative_zeros=negative_zeros)
+    group_size, groups = encode_groups_any_size(exponent, zeros, group_size, mode)
     header = write_header(Header(mode, group_size, tuple(shape), fields))
-    groups = encode_groups(exponent, zeros, group_size, mode)
     signs = pack_fields(np.compress(stored, sign), 1)
     zero_signs = pack_fields(np.compress(zeros, sign), 1) if negative_zeros else b""
     mantissas = pack_fields(np.compress(stored, mantissa), container.mantissa_bits)

@@ -66,6 +66,21 @@ def _outlier_exponents():
     return lanes.astype(np.uint8)
 
 
+def _tensor_top_exponents():
+    # 16 groups of 32 whose tops are all 127 and whose lanes spread over 8 binades below it:
+    # sending the tops costs more than it saves, so entropy mode uses the tensor's top.
+    lanes = 127 - (np.arange(512) * 5) % 8
+    lanes[::32] = 127
+    return lanes.astype(np.uint8)
+
+
+def _group_top_exponents():
+    # 8 groups of 32 with tops 20 apart and lanes within 2 binades of their top: the tops
+    # are worth sending.
+    group = np.arange(256) // 32
+    return (20 + 25 * group - np.arange(256) % 3).astype(np.uint8)
+
+
 SPECIAL_FP32 = np.array(
     [0x0000_0000, 0x8000_0000, 0x0000_0001, 0x807F_FFFF, 0x0080_0000, 0x3F80_0000,
      0xBFC0_0000, 0x7F7F_FFFF, 0x7F80_0000, 0xFF80_0000, 0x7FC0_0000, 0xFFC0_0001,
@@ -87,6 +102,8 @@ def exponent_cases():
     yield "relu_entropy", ["G3", "G5"], _relu_exponents(40), "entropy", 32
     yield "weights_entropy_group_16", ["G5"], _relu_exponents(100) + 1, "entropy", 16
     yield "every_value_entropy", ["G5"], np.arange(256).astype(np.uint8), "entropy", 64
+    yield "tensor_top_entropy", ["G5"], _tensor_top_exponents(), "entropy", 32
+    yield "group_tops_entropy", ["G5"], _group_top_exponents(), "entropy", 32
 
 
 def tensor_cases():
