@@ -63,9 +63,9 @@ def coders(zstandard):
                 lambda e, m=mode, g=group_size: encode_exponents(e, mode=m, group_size=g)
             )
     for mode in ("fixed", "entropy"):
-        # The header stores the group size, so an encoder may pick it per tensor.
-        table[f"gecko {mode}, best group per tensor"] = lambda e, m=mode: min(
-            (encode_exponents(e, mode=m, group_size=g) for g in GROUP_SIZES), key=len)
+        # "auto" encodes with every group size and keeps the smallest stream.
+        table[f"gecko {mode}, group auto"] = (
+            lambda e, m=mode: encode_exponents(e, mode=m, group_size="auto"))
     if zstandard is not None:
         for level in (3, 19):
             compressor = zstandard.ZstdCompressor(level=level)
