@@ -4,7 +4,8 @@ The rounding works on bit fields only: the exponent comes from the input's expon
 the significand is rounded as an integer, so no value is rounded twice and no float ``log2`` or
 ``floor(x + 0.5)`` takes part. ``quantize`` runs the lean path of ``reference.quantize_lean``
 for small anchored tensors without subnormals, else the blocked fast path of
-``reference.quantize_blocked``. ``quantize_bits`` here is the general path that the fast paths
+``reference.quantize_blocked``, which the compiled kernel ``reference.native._quantize`` serves
+when it is built (for bfloat16 arrays, on their 16-bit codes). ``quantize_bits`` here is the general path that the fast paths
 fall back on for rare elements and are tested against. It widens each finite value exactly to
 float64 bits, whose 53-bit significand represents every FP32 and BF16 value (subnormals included) as
 a normal number.
@@ -54,6 +55,9 @@ def quantize(x, container, *, anchor=None, noise=None):
         out = quantize_lean.quantize_lean(x, container, anchor, noise)
         if out is not None:
             return out
+    out = _quantize_bfloat16_native(x, container, anchor, noise)
+    if out is not None:
+        return out
     bits = input_bits(x, container)
     _check_noise(noise, np.shape(x), container)
     if anchor == "max":
@@ -79,6 +83,28 @@ def max_anchor(x, container):
     """
     container = _check_container(container)
     return _max_anchor_of_bits(input_bits(x, container), container)
+
+
+def _quantize_bfloat16_native(x, container, anchor, noise):
+    """Narrow an ml_dtypes bfloat16 array on its 16-bit codes with the compiled kernel.
+
+    Returns None to take the FP32 flow of ``quantize``: without the kernel, for other dtypes,
+    and when an element is out of range, so that the FP32 flow raises the error.
+    """
+    from reference.quantize_blocked import quantize_native
+
+    kernel = native.kernel("quantize")
+    if kernel is None or not isinstance(x, np.ndarray) or x.dtype.name != "bfloat16":
+        return None
+    if container.base != "bf16":
+        return None  # input_bits raises the error
+    _check_noise(noise, x.shape, container)
+    codes = np.ascontiguousarray(x).reshape(-1).view(np.uint16)
+    if anchor == "max":
+        anchor = _max_anchor_of_largest(kernel.largest_finite_magnitude(codes), container)
+    flat_noise = None if noise is None else noise.reshape(-1)
+    out = quantize_native(codes, container.with_anchor(anchor), flat_noise)
+    return None if out is None else out.view(x.dtype).reshape(x.shape)
 
 
 # Input and output conversion.
@@ -294,7 +320,10 @@ def rounded_exponent(magnitude_bits, mantissa_bits, rounding):
 
 
 def _max_anchor_of_bits(bits, container):
-    largest = _largest_finite_magnitude(bits)
+    return _max_anchor_of_largest(_largest_finite_magnitude(bits), container)
+
+
+def _max_anchor_of_largest(largest, container):
     if largest == 0:
         low, high = anchor_range(container.base)
         return min(max(container.max_exponent, low), high)

@@ -22,7 +22,7 @@ BLOCK_ELEMENTS = 1 << 18  # 1 MiB of uint32 per buffer: fewer numpy calls, buffe
 
 def quantize_bits_blocked(bits, window, noise):
     """Return the FP32 bit patterns of flat uint32 ``bits`` narrowed to the anchored ``window``."""
-    out = _quantize_native(bits, window, noise)
+    out = quantize_native(bits, window, noise)
     if out is not None:
         return out
     plan = _Plan(window)
@@ -35,18 +35,21 @@ def quantize_bits_blocked(bits, window, noise):
     return out
 
 
-def _quantize_native(bits, window, noise):
+def quantize_native(bits, window, noise):
     """Return the compiled kernel's result, or None to take the numpy path.
 
-    The kernel returns 1 for an element that the window cannot hold; the numpy path then
-    raises the error.
+    ``bits`` holds flat FP32 patterns (uint32) or, for a base-bf16 window, BF16 codes (uint16);
+    the result has its dtype. The kernel returns 1 for an element that the window cannot hold,
+    and the numpy path then raises the error.
     """
     kernel = native.kernel("quantize")
     if kernel is None:
         return None
-    out = np.empty(bits.shape, np.uint32)
+    dtype = np.uint16 if bits.dtype == np.uint16 else np.uint32
+    bits = np.ascontiguousarray(bits, dtype)
+    out = np.empty(bits.shape, dtype)
     noise = None if noise is None else np.ascontiguousarray(noise, np.uint32)
-    if kernel.quantize(np.ascontiguousarray(bits, np.uint32), noise, out, native_plan(window)):
+    if kernel.quantize(bits, noise, out, native_plan(window)):
         return None
     return out
 

@@ -165,6 +165,12 @@ def test_kernel_matches_numpy_on_all_bf16(window):
             status, actual = run_kernel(bits, window, noise)
         assert status == 0
         assert_same_bits(actual, expected, bits)
+        if window.base == "bf16":
+            # The same patterns as 16-bit BF16 codes, as a bfloat16 array passes them.
+            codes = (bits >> np.uint32(16)).astype(np.uint16)
+            status, codes_out = run_kernel(codes, window, noise)
+            assert status == 0
+            assert_same_bits(codes_out.astype(np.uint32) << np.uint32(16), expected, bits)
 
 
 @pytest.mark.spec("C7", "C12", "C13")
@@ -374,16 +380,53 @@ def test_bf16_check_names_first_bad_element():
     assert KERNEL.first_non_bf16(bits[:KERNEL_BLOCK]) == -1
 
 
-@pytest.mark.spec("C15")
-def test_bfloat16_input_matches_numpy():
+BFLOAT16_CASES = [
+    (Container(5, 2, specials="fn", base="bf16"), None),
+    (Container(8, 7, base="bf16"), None),
+    (Container(4, 3, subnormals=False, saturate=True, base="bf16"), -20),
+    (Container(3, 1, specials="none", saturate=True, rounding="toward_zero", base="bf16"), "max"),
+    (Container(3, 2, specials="none", saturate=True, rounding="stochastic", base="bf16"), "max"),
+    (Container(2, 0, specials="none", subnormals=False, saturate=True, base="bf16"), -130),
+]
+
+
+@pytest.mark.spec("C6", "C10", "C15")
+@pytest.mark.parametrize("container, anchor", BFLOAT16_CASES, ids=str)
+def test_bfloat16_input_matches_numpy(container, anchor):
     ml_dtypes = pytest.importorskip("ml_dtypes")
-    x = (ALL_BF16_BITS >> np.uint32(16)).astype(np.uint16).view(ml_dtypes.bfloat16)
-    container = Container(5, 2, specials="fn", base="bf16")
+    codes = (ALL_BF16_BITS >> np.uint32(16)).astype(np.uint16)
+    if not container.has_nan:
+        codes = codes[(codes & 0x7FFF) <= 0x7F80]
+    x = codes.view(ml_dtypes.bfloat16).reshape(-1, 2)[:, ::-1]  # 2-d and not contiguous
+    noise = noise_for(container, x.shape, seed=8)
     with numpy_path():
-        expected = quantize(x, container)
-    actual = quantize(x, container)
+        expected = quantize(x, container, anchor=anchor, noise=noise)
+    actual = quantize(x, container, anchor=anchor, noise=noise)
     assert actual.dtype == x.dtype
+    assert actual.shape == x.shape
     assert np.array_equal(actual.view(np.uint16), expected.view(np.uint16))
+
+
+@pytest.mark.spec("C14", "C15")
+def test_bfloat16_error_message_matches_numpy():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x = np.ones(KERNEL_BLOCK + 5, ml_dtypes.bfloat16)
+    x[KERNEL_BLOCK + 2] = np.nan
+    container = Container(3, 2, specials="none", saturate=True, base="bf16")
+    with numpy_path():
+        with pytest.raises(ValueError) as expected:
+            quantize(x, container, anchor=0)
+    with pytest.raises(ValueError) as actual:
+        quantize(x, container, anchor=0)
+    assert str(actual.value) == str(expected.value)
+    assert f"element {KERNEL_BLOCK + 2}: 0x7fc00000" in str(actual.value)
+
+
+@pytest.mark.spec("C6")
+def test_largest_finite_magnitude_of_bf16_codes():
+    codes = np.uint16([0xFF80, 0x7FC0, 0x8005, 0x0003, 0xFFFF, 0x7F7F])
+    assert KERNEL.largest_finite_magnitude(codes) == 0x7F7F_0000
+    assert KERNEL.largest_finite_magnitude(codes[:5]) == 0x0005_0000
 
 
 @pytest.mark.spec("C7")
@@ -391,18 +434,23 @@ def test_quantize_calls_the_kernel():
     calls = []
 
     class Recorder:
-        def quantize(self, *args):
-            calls.append("quantize")
-            return KERNEL.quantize(*args)
+        def quantize(self, bits, *args):
+            calls.append(("quantize", bits.itemsize))
+            return KERNEL.quantize(bits, *args)
 
         def largest_finite_magnitude(self, bits):
-            calls.append("largest_finite_magnitude")
+            calls.append(("largest_finite_magnitude", bits.itemsize))
             return KERNEL.largest_finite_magnitude(bits)
 
     native._loaded["quantize"] = Recorder()
     quantize(np.ones(10, np.float32), Container.from_name("e5m2"))
     quantize(np.ones(BLOCK_ELEMENTS + 1, np.float32), Container.training(3, 2), anchor="max")
-    assert calls == ["quantize", "largest_finite_magnitude", "quantize"]
+    assert calls == [("quantize", 4), ("largest_finite_magnitude", 4), ("quantize", 4)]
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    calls.clear()
+    x = np.ones(10, ml_dtypes.bfloat16)
+    quantize(x, Container(3, 2, specials="none", saturate=True, base="bf16"), anchor="max")
+    assert calls == [("largest_finite_magnitude", 2), ("quantize", 2)]  # on the 16-bit codes
 
 
 def test_kernel_rejects_invalid_buffers():
@@ -410,7 +458,11 @@ def test_kernel_rejects_invalid_buffers():
     plan = native_plan(window)
     bits = np.zeros(8, np.uint32)
     with pytest.raises(ValueError, match="bits must hold 4-byte items"):
+        KERNEL.quantize(np.zeros(8, np.uint8), None, bits.copy(), plan)
+    with pytest.raises(ValueError, match="out must have the item size of bits"):
         KERNEL.quantize(np.zeros(8, np.uint16), None, bits.copy(), plan)
+    with pytest.raises(ValueError, match="noise must hold 4-byte items"):
+        KERNEL.quantize(bits, np.zeros(8, np.uint16), bits.copy(), plan)
     with pytest.raises(ValueError, match="must have one length"):
         KERNEL.quantize(bits, None, np.zeros(7, np.uint32), plan)
     with pytest.raises(ValueError, match="noise must be given exactly when rounding is stochastic"):

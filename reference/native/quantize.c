@@ -272,6 +272,29 @@ static int quantize_all(const uint32_t *bits, const uint32_t *noise, uint32_t *o
     return DONE;
 }
 
+/* Narrow BF16 codes (the high halves of FP32 patterns) through FP32 blocks. Every result of a
+ * base-bf16 window is a BF16 value, so its low half is zero and the high half is the code. */
+static int quantize_halves(const uint16_t *halves, const uint32_t *noise, uint16_t *out,
+                           size_t size, const Plan *plan)
+{
+    uint32_t wide[BLOCK_ELEMENTS];
+    uint32_t rounded[BLOCK_ELEMENTS];
+    for (size_t start = 0; start < size; start += BLOCK_ELEMENTS) {
+        size_t count = size - start < BLOCK_ELEMENTS ? size - start : BLOCK_ELEMENTS;
+        for (size_t i = 0; i < count; i++) {
+            wide[i] = (uint32_t)halves[start + i] << 16;
+        }
+        const uint32_t *block_noise = noise ? noise + start : NULL;
+        if (quantize_block(wide, block_noise, rounded, count, plan) != DONE) {
+            return OUT_OF_RANGE;
+        }
+        for (size_t i = 0; i < count; i++) {
+            out[start + i] = (uint16_t)(rounded[i] >> 16);
+        }
+    }
+    return DONE;
+}
+
 /* ---- reductions ---- */
 
 FAST_CLONES
@@ -285,6 +308,18 @@ static uint32_t largest_finite(const uint32_t *restrict bits, size_t size)
         largest = magnitude > largest ? magnitude : largest;
     }
     return (uint32_t)largest;
+}
+
+FAST_CLONES
+static uint32_t largest_finite_half(const uint16_t *restrict halves, size_t size)
+{
+    int32_t largest = 0;
+    for (size_t i = 0; i < size; i++) {
+        int32_t magnitude = halves[i] & 0x7FFF;
+        magnitude = magnitude < 0x7F80 ? magnitude : 0;
+        largest = magnitude > largest ? magnitude : largest;
+    }
+    return (uint32_t)largest << 16;
 }
 
 FAST_CLONES
@@ -312,17 +347,20 @@ static Py_ssize_t first_non_bf16(const uint32_t *bits, size_t size)
 
 /* ---- Python bindings ---- */
 
-/* Get a C-contiguous buffer of 4-byte items; on failure set an exception and return -1. */
-static int get_words(PyObject *object, Py_buffer *view, int writable, const char *name)
+/* Get a C-contiguous buffer of 4-byte items (FP32 patterns), or with ``halves`` also of
+ * 2-byte items (BF16 codes); on failure set an exception and return -1. */
+static int get_items(PyObject *object, Py_buffer *view, int writable, int halves,
+                     const char *name)
 {
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(object, view, flags) != 0) {
         return -1;
     }
-    if (view->itemsize != 4 || view->len % 4 != 0) {
+    if (view->itemsize != 4 && !(halves && view->itemsize == 2)) {
         PyErr_Format(PyExc_ValueError,
-                     "%s must hold 4-byte items (uint32 FP32 bit patterns); got item size %zd",
-                     name, view->itemsize);
+                     "%s must hold 4-byte items (uint32 FP32 bit patterns)%s; got item size %zd",
+                     name, halves ? " or 2-byte items (uint16 BF16 codes)" : "",
+                     view->itemsize);
         PyBuffer_Release(view);
         return -1;
     }
@@ -370,8 +408,9 @@ static int parse_plan(PyObject *constants, Plan *plan)
 PyDoc_STRVAR(quantize_doc,
 "quantize(bits, noise, out, plan) -> int\n\n"
 "Write the FP32 patterns of ``bits`` narrowed to the window ``plan`` into ``out``.\n"
-"``bits``, ``out`` and ``noise`` (None unless rounding is stochastic) are C-contiguous\n"
-"uint32 buffers of one length. Return 0, or 1 when an element is out of range for the\n"
+"``bits`` and ``out`` are C-contiguous uint32 buffers of FP32 patterns, or uint16 buffers\n"
+"of BF16 codes for a base-bf16 window; ``noise`` (None unless rounding is stochastic)\n"
+"is uint32. All have one length. Return 0, or 1 when an element is out of range for the\n"
 "container (the numpy path then raises the error).");
 
 static PyObject *py_quantize(PyObject *self, PyObject *args)
@@ -387,32 +426,42 @@ static PyObject *py_quantize(PyObject *self, PyObject *args)
     }
     Py_buffer bits, noise, out;
     int has_noise = noise_object != Py_None;
-    if (get_words(bits_object, &bits, 0, "bits") != 0) {
+    if (get_items(bits_object, &bits, 0, 1, "bits") != 0) {
         return NULL;
     }
-    if (get_words(out_object, &out, 1, "out") != 0) {
+    if (get_items(out_object, &out, 1, 1, "out") != 0) {
         PyBuffer_Release(&bits);
         return NULL;
     }
-    if (has_noise && get_words(noise_object, &noise, 0, "noise") != 0) {
+    if (has_noise && get_items(noise_object, &noise, 0, 0, "noise") != 0) {
         PyBuffer_Release(&bits);
         PyBuffer_Release(&out);
         return NULL;
     }
     PyObject *result = NULL;
-    if (out.len != bits.len || (has_noise && noise.len != bits.len)) {
+    Py_ssize_t size = bits.len / bits.itemsize;
+    if (out.itemsize != bits.itemsize) {
         PyErr_Format(PyExc_ValueError,
-                     "bits, out and noise must have one length; got %zd, %zd and %zd bytes",
-                     bits.len, out.len, has_noise ? noise.len : bits.len);
+                     "out must have the item size of bits (%zd); got %zd", bits.itemsize,
+                     out.itemsize);
+    } else if (out.len / out.itemsize != size || (has_noise && noise.len / 4 != size)) {
+        PyErr_Format(PyExc_ValueError,
+                     "bits, out and noise must have one length; got %zd, %zd and %zd items",
+                     size, out.len / out.itemsize, has_noise ? noise.len / 4 : size);
     } else if ((plan.rounding == MODE_STOCHASTIC) != has_noise) {
         PyErr_SetString(PyExc_ValueError,
                         "noise must be given exactly when rounding is stochastic");
     } else {
         int status;
+        const uint32_t *noise_words = has_noise ? (const uint32_t *)noise.buf : NULL;
         Py_BEGIN_ALLOW_THREADS
-        status = quantize_all((const uint32_t *)bits.buf,
-                              has_noise ? (const uint32_t *)noise.buf : NULL,
-                              (uint32_t *)out.buf, (size_t)(bits.len / 4), &plan);
+        if (bits.itemsize == 2) {
+            status = quantize_halves((const uint16_t *)bits.buf, noise_words,
+                                     (uint16_t *)out.buf, (size_t)size, &plan);
+        } else {
+            status = quantize_all((const uint32_t *)bits.buf, noise_words, (uint32_t *)out.buf,
+                                  (size_t)size, &plan);
+        }
         Py_END_ALLOW_THREADS
         result = PyLong_FromLong(status);
     }
@@ -426,17 +475,22 @@ static PyObject *py_quantize(PyObject *self, PyObject *args)
 
 PyDoc_STRVAR(largest_finite_doc,
 "largest_finite_magnitude(bits) -> int\n\n"
-"Return the largest magnitude pattern below inf in the uint32 buffer ``bits`` (0 if none).");
+"Return the largest FP32 magnitude pattern below inf in ``bits`` (0 if none). ``bits``\n"
+"holds uint32 FP32 patterns or uint16 BF16 codes.");
 
 static PyObject *py_largest_finite(PyObject *self, PyObject *object)
 {
     Py_buffer bits;
-    if (get_words(object, &bits, 0, "bits") != 0) {
+    if (get_items(object, &bits, 0, 1, "bits") != 0) {
         return NULL;
     }
     uint32_t largest;
     Py_BEGIN_ALLOW_THREADS
-    largest = largest_finite((const uint32_t *)bits.buf, (size_t)(bits.len / 4));
+    if (bits.itemsize == 2) {
+        largest = largest_finite_half((const uint16_t *)bits.buf, (size_t)(bits.len / 2));
+    } else {
+        largest = largest_finite((const uint32_t *)bits.buf, (size_t)(bits.len / 4));
+    }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&bits);
     return PyLong_FromUnsignedLong(largest);
@@ -449,7 +503,7 @@ PyDoc_STRVAR(first_non_bf16_doc,
 static PyObject *py_first_non_bf16(PyObject *self, PyObject *object)
 {
     Py_buffer bits;
-    if (get_words(object, &bits, 0, "bits") != 0) {
+    if (get_items(object, &bits, 0, 0, "bits") != 0) {
         return NULL;
     }
     Py_ssize_t index;
