@@ -9,8 +9,8 @@ import struct
 from reference.gecko.errors import GeckoFormatError
 
 MAGIC = b"SFPG"
-# Encoders write version 2. Version 1 streams differ only in the fixed-mode body (rule G4),
-# and decoders still read them.
+# Encoders write version 2. Version 1 streams differ only in the fixed-mode body (rule G4)
+# and in the entropy-mode body, which lacks the reference byte (rule G5). Decoders read both.
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
 KINDS = {"exponents": 0, "tensor": 1}
