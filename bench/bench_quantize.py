@@ -1,6 +1,6 @@
 """Measure quantize throughput against a copy and the ml_dtypes round trip in the same process.
 
-Run: .venv/bin/python bench/bench_quantize.py [--elements N] [--repeats R] [--path P]
+Run: .venv/bin/python bench/bench_quantize.py [--elements N] [--repeats R] [--path P] [--bfloat16]
      .venv/bin/python bench/bench_quantize.py --small [--repeats R]
 
 Prints one line per case: best wall time over the repeats, GB/s of float32 input, the ratio to
@@ -9,6 +9,8 @@ Prints one line per case: best wall time over the repeats, GB/s of float32 input
 fixed seed, so a few percent of values fall into e4m3fn's subnormal range. Each quantize case
 runs through the compiled kernel (``C``) and the numpy path (``numpy``) unless ``--path``
 picks one; the kernel rows are skipped when ``reference.native._quantize`` is not built.
+``--bfloat16`` narrows the same values as an ml_dtypes bfloat16 array with base-bf16
+containers, so GB/s and the copies count 2 bytes per value.
 
 ``--small`` instead times one call on the tensor sizes of a training step (288 to 73,728
 values), where fixed costs dominate. It compares ``quantize(x, Container.training(e, m),
@@ -44,12 +46,14 @@ def best_seconds(function, repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--elements", type=int, default=16 * 2**20, help="float32 values (default 16 Mi)")
+    parser.add_argument("--elements", type=int, default=16 * 2**20, help="values in the tensor (default 16 Mi)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per case; the best counts")
     parser.add_argument("--small", action="store_true",
                         help="time single calls on training-step tensor sizes instead")
     parser.add_argument("--path", choices=("both", "C", "numpy"), default="both",
                         help="quantize through the compiled kernel, the numpy path or both")
+    parser.add_argument("--bfloat16", action="store_true",
+                        help="narrow an ml_dtypes bfloat16 array with base-bf16 containers")
     args = parser.parse_args()
     if args.small:
         small_tensors(args.repeats)
@@ -58,8 +62,20 @@ def main():
     rng = np.random.default_rng(0)
     x = rng.standard_normal(args.elements).astype(np.float32)
     noise = rng.integers(0, 2**32, x.shape, dtype=np.uint32)
+    base = "fp32"
+    if args.bfloat16:
+        import ml_dtypes
+
+        x = x.astype(ml_dtypes.bfloat16)
+        base = "bf16"
     destination = np.empty_like(x)
-    training = Container.training(3, 2)
+    # With base fp32 these equal the presets e4m3fn, e5m2, bf16 and Container.training(3, 2).
+    e4m3fn = Container(4, 3, specials="fn", base=base)
+    e5m2 = Container(5, 2, base=base)
+    bf16 = Container(8, 7, base=base)
+    training = Container(3, 2, specials="none", subnormals=False, saturate=True, base=base)
+    stochastic = Container(3, 2, specials="none", subnormals=False, saturate=True,
+                           rounding="stochastic", base=base)
     anchor = max_anchor(x, training)
 
     cases = {
@@ -69,17 +85,16 @@ def main():
     try:
         import ml_dtypes
 
-        cases["ml_dtypes e4m3fn round trip"] = lambda: x.astype(ml_dtypes.float8_e4m3fn).astype(np.float32)
+        cases["ml_dtypes e4m3fn round trip"] = lambda: x.astype(ml_dtypes.float8_e4m3fn).astype(x.dtype)
     except ImportError:
         print("ml_dtypes is not installed: the ml_dtypes ratio is skipped (pip install ml_dtypes)")
     quantize_cases = {
-        "e4m3fn (fn specials, subnormals)": lambda: quantize(x, Container.from_name("e4m3fn")),
-        "e5m2 (ieee specials, subnormals)": lambda: quantize(x, Container.from_name("e5m2")),
-        "bf16 container on fp32": lambda: quantize(x, Container.from_name("bf16")),
+        "e4m3fn (fn specials, subnormals)": lambda: quantize(x, e4m3fn),
+        "e5m2 (ieee specials, subnormals)": lambda: quantize(x, e5m2),
+        f"bf16 container on {base}": lambda: quantize(x, bf16),
         "training e3m2, int anchor": lambda: quantize(x, training, anchor=anchor),
         "training e3m2, anchor='max'": lambda: quantize(x, training, anchor="max"),
-        "training e3m2 stochastic": lambda: quantize(
-            x, Container.training(3, 2, "stochastic"), anchor=anchor, noise=noise),
+        "training e3m2 stochastic": lambda: quantize(x, stochastic, anchor=anchor, noise=noise),
     }
     kernel = native.kernel("quantize")
     paths = {"C": kernel, "numpy": None}
@@ -101,7 +116,7 @@ def main():
     native._loaded["quantize"] = kernel
     copy = seconds["np.copyto (baseline)"]
     ml = seconds.get("ml_dtypes e4m3fn round trip")
-    print(f"{args.elements} float32 values, best of {args.repeats}; {platform.machine()}, "
+    print(f"{args.elements} {x.dtype} values, best of {args.repeats}; {platform.machine()}, "
           f"{os.cpu_count()} cores, numpy {np.__version__}, load average {load_before:.1f} "
           f"before and {os.getloadavg()[0]:.1f} after")
     print(f"{'case':52s} {'ms':>8s} {'GB/s':>6s} {'/copy':>6s} {'/ml_dtypes':>10s}")
