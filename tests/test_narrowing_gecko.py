@@ -122,7 +122,7 @@ def overhead_bound(elements, exponent_bits, sizes):
     groups = -(-elements // GROUP_SIZE)
     delta_width = 8 if exponent_bits == 7 else exponent_bits
     per_group = 45 + GROUP_SIZE * (delta_width - exponent_bits)
-    return sizes["header_bits"] + 107 + groups * per_group
+    return sizes["header_bits"] + 144 + groups * per_group
 
 
 @pytest.mark.spec("F5")

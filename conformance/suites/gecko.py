@@ -1,8 +1,9 @@
 """Checks of SPEC.md section G: Gecko exponent streams and packed tensors.
 
-The encoder's choices (base, width code, zero mode) are fixed by G4 and G5, so a conforming
-encoder writes exactly the reference's bytes; the checks compare streams byte for byte. They
-also decode them both ways and run the golden vectors and damaged streams.
+The encoder's choices (zero mode, width code, exceptions, entropy reference) are fixed by G4
+and G5, so a conforming encoder writes exactly the reference's bytes; the checks compare
+streams byte for byte. They also decode them both ways and run the golden vectors and damaged
+streams.
 """
 
 import numpy as np
