@@ -30,14 +30,18 @@ FP64_IMPLICIT_BIT = np.uint64(1 << 52)
 FP64_BIAS = 1023
 
 
-def quantize(x, container, *, anchor=None, noise=None):
-    """Round ``x`` to the nearest member of ``container`` (in its rounding mode); return a new array.
+def quantize(x, container, *, anchor=None, noise=None, out=None):
+    """Round ``x`` to the nearest member of ``container`` (in its rounding mode).
 
     ``x`` is float32, or for base ``bf16`` float32 holding BF16 values or an ml_dtypes bfloat16
     array. The output has ``x``'s dtype and shape; ``x`` is not modified. ``anchor=None`` uses
     the container's bias, an int places the window so that its largest normal exponent is
     ``anchor``, and ``"max"`` uses ``max_anchor(x, container)``. ``noise`` is a uint32 array of
-    ``x``'s shape, required by stochastic rounding and rejected otherwise.
+    ``x``'s shape, required by stochastic rounding and rejected otherwise. The result goes to a
+    new array, or into ``out`` when given: a writable C-contiguous array of ``x``'s dtype and
+    shape that does not overlap ``x``, which is returned. Reusing ``out`` saves allocating
+    fresh memory pages on every call. When the call raises, the contents of ``out`` are
+    unspecified.
 
     >>> import numpy as np
     >>> quantize(np.float32([464.0, 1.0625, -0.0]), Container.from_name("e4m3fn")).tolist()
@@ -46,30 +50,61 @@ def quantize(x, container, *, anchor=None, noise=None):
     container = _check_container(container)
     if isinstance(anchor, str) and anchor != "max":
         raise ValueError(f"anchor must be None, an int or 'max'; got {anchor!r}")
+    if out is not None:
+        _check_out(out, x)
     # Imported here because both paths build on this module's general path.
     from reference import quantize_lean
     from reference.quantize_blocked import quantize_bits_blocked
 
     if anchor is not None and isinstance(x, np.ndarray) and quantize_lean.serves(x, container):
         _check_noise(noise, x.shape, container)
-        out = quantize_lean.quantize_lean(x, container, anchor, noise)
-        if out is not None:
-            return out
-    out = _quantize_bfloat16_native(x, container, anchor, noise)
-    if out is not None:
-        return out
+        result = quantize_lean.quantize_lean(x, container, anchor, noise)
+        if result is not None:
+            return _deliver(result, out)
+    result = _quantize_bfloat16_native(x, container, anchor, noise)
+    if result is not None:
+        return _deliver(result, out)
     bits = input_bits(x, container)
     _check_noise(noise, np.shape(x), container)
     if anchor == "max":
         anchor = _max_anchor_of_bits(bits, container)
     window = container.with_anchor(anchor)
     flat_noise = None if noise is None else noise.reshape(-1)
+    # A float32 out receives the patterns directly; bfloat16 patterns are converted first.
+    out_bits = None
+    if out is not None and out.dtype == np.float32:
+        out_bits = out.reshape(-1).view(np.uint32)
     try:
-        out = quantize_bits_blocked(bits, window, flat_noise)
+        result = quantize_bits_blocked(bits, window, flat_noise, out=out_bits)
     except ValueError:
         quantize_bits(bits, window, flat_noise)  # raises with the element's index in x
         raise
-    return output_array(out, x)
+    return _deliver(output_array(result, x), out)
+
+
+def _check_out(out, x):
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy array or None; got {type(out).__name__}")
+    if not isinstance(x, np.ndarray):
+        return  # input_bits raises the error for x
+    if out.dtype != x.dtype or out.shape != x.shape:
+        raise ValueError(
+            f"out must have x's dtype and shape {x.dtype} {x.shape}; got {out.dtype} {out.shape}"
+        )
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError("out must be a writable C-contiguous array; got one that is not "
+                         "(pass np.empty_like(x))")
+    if np.may_share_memory(out, x):
+        raise ValueError("out must not overlap x; pass a separate array (np.empty_like(x))")
+
+
+def _deliver(result, out):
+    """Return ``result``, copied into ``out`` unless ``out`` is None or already holds it."""
+    if out is None:
+        return result
+    if not np.may_share_memory(result, out):
+        np.copyto(out, result)
+    return out
 
 
 def max_anchor(x, container):

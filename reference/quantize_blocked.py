@@ -20,13 +20,18 @@ from reference.quantize import FP32_MIN_NORMAL_BITS, MAGNITUDE_MASK, SIGN_MASK, 
 BLOCK_ELEMENTS = 1 << 18  # 1 MiB of uint32 per buffer: fewer numpy calls, buffers stay in L3 cache
 
 
-def quantize_bits_blocked(bits, window, noise):
-    """Return the FP32 bit patterns of flat uint32 ``bits`` narrowed to the anchored ``window``."""
-    out = quantize_native(bits, window, noise)
-    if out is not None:
-        return out
+def quantize_bits_blocked(bits, window, noise, out=None):
+    """Return the FP32 bit patterns of flat uint32 ``bits`` narrowed to the anchored ``window``.
+
+    When ``out`` is given, the patterns are written there and ``out`` is returned. It must be a
+    flat contiguous uint32 array of ``bits``'s size that does not overlap ``bits``.
+    """
+    result = quantize_native(bits, window, noise, out)
+    if result is not None:
+        return result
     plan = _Plan(window)
-    out = np.empty_like(bits)
+    if out is None:
+        out = np.empty_like(bits)
     scratch = _Scratch(min(bits.size, BLOCK_ELEMENTS))
     for start in range(0, bits.size, BLOCK_ELEMENTS):
         stop = min(start + BLOCK_ELEMENTS, bits.size)
@@ -35,19 +40,21 @@ def quantize_bits_blocked(bits, window, noise):
     return out
 
 
-def quantize_native(bits, window, noise):
+def quantize_native(bits, window, noise, out=None):
     """Return the compiled kernel's result, or None to take the numpy path.
 
     ``bits`` holds flat FP32 patterns (uint32) or, for a base-bf16 window, BF16 codes (uint16);
-    the result has its dtype. The kernel returns 1 for an element that the window cannot hold,
-    and the numpy path then raises the error.
+    the result has its dtype, and goes into ``out`` when given (flat, contiguous, that dtype).
+    The kernel returns 1 for an element that the window cannot hold, and the numpy path then
+    raises the error.
     """
     kernel = native.kernel("quantize")
     if kernel is None:
         return None
     dtype = np.uint16 if bits.dtype == np.uint16 else np.uint32
     bits = np.ascontiguousarray(bits, dtype)
-    out = np.empty(bits.shape, dtype)
+    if out is None:
+        out = np.empty(bits.shape, dtype)
     noise = None if noise is None else np.ascontiguousarray(noise, np.uint32)
     if kernel.quantize(bits, noise, out, native_plan(window)):
         return None
