@@ -93,10 +93,11 @@ def pack_fields64(fields, starts):
     first = np.concatenate(([0], first))
     words = np.zeros(first.size + 1, np.uint64)
     words[:-1] = np.bitwise_or.reduceat(fields << shift, first)
-    # The spilled part is field >> (64 - shift), written as two shifts so that shift 0 (no
-    # spill) never shifts by 64. Only the last field of a word can spill.
-    spilled = (fields >> np.uint64(1)) >> (np.uint64(63) - shift)
-    words[1:] |= np.bitwise_or.reduceat(spilled, first)
+    # Only the last field of a word can spill, because the next field starts after it. The
+    # spilled part is field >> (64 - shift), written as two shifts so that shift 0 (no
+    # spill) never shifts by 64.
+    last = np.append(first[1:] - 1, fields.size - 1)
+    words[1:] |= (fields[last] >> np.uint64(1)) >> (np.uint64(63) - shift[last])
     return words.astype("<u8").view(np.uint8)
 
 
