@@ -22,14 +22,18 @@ SAMPLE_STEP = 31
 SAMPLE_ALL = 8192
 
 
-def encode(lanes, zero_lanes):
+def encode(lanes, zero_lanes, reference=None):
     """Code (groups, group_size) uint8 exponent lanes with their zero mask.
 
     Zero lanes must hold exponent field 0, as they do in exponent streams and packed tensors.
+    ``reference`` is GROUP_TOPS or TENSOR_TOP, or None to pick it on a sample of the groups.
     """
     top_max = int(lanes.max()) if lanes.size else 0
-    step = 1 if lanes.shape[0] <= SAMPLE_ALL else SAMPLE_STEP
-    if _tensor_top_is_smaller(lanes[::step], zero_lanes[::step], top_max):
+    if reference is None:
+        step = 1 if lanes.shape[0] <= SAMPLE_ALL else SAMPLE_STEP
+        tensor_top = _tensor_top_is_smaller(lanes[::step], zero_lanes[::step], top_max)
+        reference = TENSOR_TOP if tensor_top else GROUP_TOPS
+    if reference == TENSOR_TOP:
         top = np.full(lanes.shape[0], top_max, np.uint8)
         return bytes([top_max, TENSOR_TOP]) + huffman.write_code(
             _lane_symbols(lanes, zero_lanes, top, top_max).ravel())

@@ -17,12 +17,14 @@ from reference.gecko.header import (
 )
 
 
-def encode_exponents(exponents, *, mode="fixed", group_size=32):
+def encode_exponents(exponents, *, mode="fixed", group_size=None):
     """Encode an array of exponent fields (integers in [0, 255], any shape) losslessly.
 
     ``mode`` is "fixed" (per-group top and width, rule G4) or "entropy" (one canonical
-    Huffman code per tensor over top - exponent, rule G5). ``group_size`` is 8, 16, 32 or 64,
-    or "auto", which encodes with each and keeps the smallest stream (about 4x the time).
+    Huffman code per tensor over top - exponent, rule G5). ``group_size`` is 8, 16, 32 or 64;
+    None, the default, means 32 in fixed mode and in entropy mode the size that symbol counts
+    on a sample predict smallest; "auto" encodes with each size and keeps the smallest stream
+    (about 4x the time).
     """
     check_options(mode, group_size)
     array = np.asarray(exponents)
@@ -53,9 +55,9 @@ def decode_exponents(blob):
 def check_options(mode, group_size):
     if mode not in MODES:
         raise ValueError(f"gecko: mode must be one of {tuple(MODES)}; got {mode!r}")
-    if group_size not in GROUP_SIZES and group_size != "auto":
-        raise ValueError(f"gecko: group_size must be one of {GROUP_SIZES} or 'auto'; got "
-                         f"{group_size!r}")
+    if group_size not in GROUP_SIZES and group_size not in ("auto", None):
+        raise ValueError(f"gecko: group_size must be one of {GROUP_SIZES}, 'auto' or None; "
+                         f"got {group_size!r}")
 
 
 def check_shape(shape, what):

@@ -12,20 +12,37 @@ from reference.gecko.errors import GeckoFormatError
 from reference.gecko.header import GROUP_SIZES
 
 
-def encode_groups(exponents, zeros, group_size, mode):
-    """Code a flat uint8 exponent plane whose ``zeros`` lanes store no exponent."""
+# The group size of fixed mode when none is given (rule G2).
+FIXED_GROUP_SIZE = 32
+
+
+def encode_groups(exponents, zeros, group_size, mode, reference=None):
+    """Code a flat uint8 exponent plane whose ``zeros`` lanes store no exponent.
+
+    ``reference`` is passed to the entropy coder; fixed mode has none.
+    """
     from reference.gecko import entropy, fixed
 
     lanes, zero_lanes = to_groups(exponents, zeros, group_size)
-    coder = fixed if mode == "fixed" else entropy
-    return coder.encode(lanes, zero_lanes)
+    if mode == "fixed":
+        return fixed.encode(lanes, zero_lanes)
+    return entropy.encode(lanes, zero_lanes, reference)
 
 
 def encode_groups_any_size(exponents, zeros, group_size, mode):
-    """Return (group size, body) of :func:`encode_groups`; "auto" tries every group size.
+    """Return (group size, body) of :func:`encode_groups` for any ``group_size`` option.
 
-    With "auto" the smallest body wins, and ties go to the smaller group size.
+    None picks the default: 32 in fixed mode, and in entropy mode the group size and reference
+    whose body :mod:`reference.gecko.group_choice` predicts smallest. "auto" encodes with every
+    group size and keeps the smallest body, ties going to the smaller group size.
     """
+    from reference.gecko import group_choice
+
+    if group_size is None and mode == "entropy":
+        group_size, reference = group_choice.choose(exponents, zeros)
+        return group_size, encode_groups(exponents, zeros, group_size, mode, reference)
+    if group_size is None:
+        group_size = FIXED_GROUP_SIZE
     if group_size != "auto":
         return group_size, encode_groups(exponents, zeros, group_size, mode)
     bodies = [(size, encode_groups(exponents, zeros, size, mode)) for size in GROUP_SIZES]

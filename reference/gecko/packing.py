@@ -29,12 +29,13 @@ from reference.gecko.header import Header, Reader, TensorFields, read_header, wr
 _FULL_FORMAT_SHIFT = {23: 0, 7: 16}
 
 
-def pack(x, container, *, anchor=None, mode="fixed", group_size=32):
+def pack(x, container, *, anchor=None, mode="fixed", group_size=None):
     """Pack ``x``, whose values are members of ``container``, into a Gecko tensor stream.
 
     ``anchor`` places the window of an anchored container: None uses the bias, an int is
     stored as is, and "max" stores ``max_anchor(x, container)``. ``x`` is float32, or
     bfloat16 with a BF16-based container; quantize it first if it contains non-members.
+    ``mode`` and ``group_size`` are those of :func:`reference.gecko.encode_exponents`.
     """
     check_options(mode, group_size)
     x = np.asarray(x)
@@ -71,7 +72,7 @@ def unpack(blob):
     return _decode(codes, container, fields).reshape(header.shape)
 
 
-def encoded_bits(x, container, *, anchor=None, mode="fixed", group_size=32):
+def encoded_bits(x, container, *, anchor=None, mode="fixed", group_size=None):
     """Return the sizes in bits of the parts of ``pack(x, container, anchor=anchor)``.
 
     Keys: ``header_bits``, ``exponent_bits`` (the group coding of the exponent fields),

@@ -1,0 +1,169 @@
+"""The entropy-mode group size and reference, chosen from symbol counts on a sample (rule G5).
+
+For each group size and both references, the encoder predicts the size of the entropy-mode
+body from the symbol counts of a sample of blocks of 64 lanes, each holding whole groups of
+every size, and then encodes once with the smallest prediction. The code bits of a stream are
+sum(count * length) over the optimal length-limited code of its counts, so on a sample of
+every block the prediction is the exact body size. On a sparser sample it is an estimate.
+"""
+
+import heapq
+
+import numpy as np
+
+from reference.gecko import huffman
+from reference.gecko.header import GROUP_SIZES
+
+GROUP_TOPS, TENSOR_TOP = 0, 1
+BLOCK = max(GROUP_SIZES)
+# Every SAMPLE_STEP-th block is sampled, starting at block 0, or every block when there are at
+# most SAMPLE_ALL. A step prime to the powers of two keeps the sample from aliasing with the
+# rows of a tensor.
+SAMPLE_STEP = 31
+SAMPLE_ALL = 4096
+# Counting pairs of byte symbols halves the work per symbol, but a count over 2**16 pair
+# values only repays its fixed cost on long streams.
+_PAIR_COUNT_MIN = 1 << 16
+
+
+# Ties go to the group size that codes fastest: 32, then 16, 64 and 8, as measured on the
+# bench tensors of docs/benchmarks.md. A tie is common, because a body under the tensor top
+# differs between group sizes only in its padding lanes.
+TIE_ORDER = (32, 16, 64, 8)
+
+
+def choose(exponents, zeros):
+    """Return (group size, reference) whose predicted entropy-mode body is smallest.
+
+    ``exponents`` is the flat uint8 plane and ``zeros`` its zero mask; zero lanes hold 0.
+    Ties go to the group size earliest in TIE_ORDER, then to group tops.
+    """
+    sizes = predicted_bits(exponents, zeros)
+    return min(sizes, key=lambda choice: (sizes[choice], TIE_ORDER.index(choice[0]),
+                                          choice[1]))
+
+
+def predicted_bits(exponents, zeros):
+    """Return {(group size, reference): predicted bits of the entropy-mode body}."""
+    count = exponents.size
+    blocks, zero_blocks, step = _sample(exponents, zeros)
+    top_max = int(exponents.max()) if count else 0
+    sampled = blocks.size
+    # The sample with every block includes the padding of the last block to 64 lanes, but a
+    # stream pads only to its group size, so the surplus zero lanes and all-zero groups are
+    # taken back out of the counts.
+    exact = step == 1
+    tensor_counts = _counts(_lane_symbols(blocks, zero_blocks, np.uint8(top_max), top_max))
+    predictions = {}
+    for group_size, top in zip(GROUP_SIZES, _group_tops(blocks, zero_blocks, top_max)):
+        group_count = -(-count // group_size)
+        surplus_lanes = sampled - group_count * group_size if exact else 0
+        lane_total = group_count * group_size
+        scale = 1.0 if exact else lane_total / max(sampled, 1)
+
+        tensor = _remove_zeros(tensor_counts, surplus_lanes)
+        predictions[group_size, TENSOR_TOP] = 16 + _stream_bits(tensor, lane_total, scale)
+
+        lanes = _remove_zeros(_counts(_lane_symbols(blocks.reshape(-1, group_size),
+                                                    zero_blocks.reshape(-1, group_size),
+                                                    top[:, None], top_max)), surplus_lanes)
+        maxima = _remove_zeros(_counts(np.uint8(top_max) - top),
+                               surplus_lanes // group_size)
+        predictions[group_size, GROUP_TOPS] = (
+            16 + _stream_bits(lanes, lane_total, scale)
+            + _stream_bits(maxima, group_count, scale))
+    return predictions
+
+
+def _sample(exponents, zeros):
+    # Returns (blocks, zero blocks, step), each block a row of BLOCK lanes.
+    block_count = -(-exponents.size // BLOCK)
+    if block_count <= SAMPLE_ALL:
+        lanes = np.zeros(block_count * BLOCK, np.uint8)
+        lanes[: exponents.size] = exponents
+        zero_lanes = np.ones(lanes.size, bool)
+        zero_lanes[: exponents.size] = zeros
+        return lanes.reshape(-1, BLOCK), zero_lanes.reshape(-1, BLOCK), 1
+    # Only whole blocks are sampled, so the last partial block is left out.
+    whole = exponents.size // BLOCK * BLOCK
+    lanes = exponents[:whole].reshape(-1, BLOCK)[::SAMPLE_STEP]
+    zero_lanes = zeros[:whole].reshape(-1, BLOCK)[::SAMPLE_STEP]
+    return lanes, zero_lanes, SAMPLE_STEP
+
+
+def _group_tops(blocks, zero_blocks, top_max):
+    # Yields the tops of the groups of each size in GROUP_SIZES order, from the tops of the
+    # groups of 8 by pairwise maxima. An all-zero group takes top_max, as the encoder sets it.
+    smallest = GROUP_SIZES[0]
+    top = np.ascontiguousarray(blocks.reshape(-1, smallest).T).max(axis=0)
+    empty = zero_blocks.reshape(-1, smallest).all(axis=1)
+    for group_size in GROUP_SIZES:
+        if group_size != smallest:
+            top = np.maximum(top[0::2], top[1::2])
+            empty = empty[0::2] & empty[1::2]
+        yield np.where(empty, np.uint8(top_max), top)
+
+
+def _lane_symbols(lanes, zero_lanes, top, top_max):
+    # The lane symbols of rule G5: 0 for a zero, else 1 + top - exponent.
+    if top_max < 255:
+        symbols = (top + np.uint8(1)) - lanes
+    else:
+        symbols = (np.asarray(top).astype(np.int16) + 1) - lanes
+    symbols *= ~zero_lanes
+    return symbols
+
+
+def _counts(symbols):
+    symbols = np.ascontiguousarray(symbols).ravel()
+    if symbols.dtype != np.uint8 or symbols.size < _PAIR_COUNT_MIN:
+        return np.bincount(symbols, minlength=1)
+    pairs = symbols[: symbols.size & ~1].view("<u2").astype(np.intp)
+    pair_counts = np.bincount(pairs, minlength=1 << 16).reshape(256, 256)
+    counts = pair_counts.sum(axis=0) + pair_counts.sum(axis=1)
+    if symbols.size % 2:
+        counts[symbols[-1]] += 1
+    return counts
+
+
+def _remove_zeros(counts, surplus):
+    if not surplus:
+        return counts
+    counts = counts.copy()
+    counts[0] -= surplus
+    return counts
+
+
+def _stream_bits(counts, symbol_count, scale):
+    # Bits of huffman.write_code for ``symbol_count`` symbols whose counts are ``counts`` times
+    # ``scale``: the table, one uint16 per chunk, and the codes padded to whole bytes.
+    used = np.flatnonzero(counts)
+    table_size = int(used[-1]) + 1 if used.size else 0
+    chunks = -(-symbol_count // huffman.CHUNK_SYMBOLS)
+    code_bits = code_bits_of(counts) * scale
+    return 16 + 8 * (-(-table_size // 2)) + 16 * chunks + 8 * -(-code_bits // 8)
+
+
+def code_bits_of(counts):
+    """Return sum(count * length) over the optimal code of at most 12 bits for ``counts``.
+
+    A Huffman tree costs the sum of its merged weights. When its depth is within the length
+    limit it is also the optimal limited code; otherwise package-merge gives the lengths.
+    """
+    weights = [int(c) for c in counts if c]
+    if len(weights) <= 1:
+        return weights[0] if weights else 0
+    heap = [(weight, 0) for weight in weights]
+    heapq.heapify(heap)
+    total = 0
+    depth = 0
+    while len(heap) > 1:
+        first, first_depth = heapq.heappop(heap)
+        second, second_depth = heapq.heappop(heap)
+        depth = max(first_depth, second_depth) + 1
+        total += first + second
+        heapq.heappush(heap, (first + second, depth))
+    if depth <= huffman.LENGTH_LIMIT:
+        return total
+    counts = np.asarray(counts, np.int64)
+    return int((counts * huffman.code_lengths(counts)).sum())
