@@ -1,13 +1,12 @@
 """The entropy-mode group size and reference, chosen from symbol counts on a sample (rule G5).
 
 For each group size and both references, the encoder predicts the size of the entropy-mode
-body from the symbol counts of a sample of blocks of 64 lanes, each holding whole groups of
-every size, and then encodes once with the smallest prediction. The code bits of a stream are
-sum(count * length) over the optimal length-limited code of its counts, so on a sample of
-every block the prediction is the exact body size. On a sparser sample it is an estimate.
+body from symbol counts on a sample of blocks of 64 lanes. A block contains whole groups of
+every size. The encoder then encodes once with the smallest prediction. The code bits of a
+stream are sum(count * length) over the optimal length-limited code of its counts, so on a
+sample of every block the prediction is the exact body size. On a sparser sample it is an
+estimate.
 """
-
-import heapq
 
 import numpy as np
 
@@ -144,26 +143,20 @@ def _stream_bits(counts, symbol_count, scale):
     return 16 + 8 * (-(-table_size // 2)) + 16 * chunks + 8 * -(-code_bits // 8)
 
 
-def code_bits_of(counts):
-    """Return sum(count * length) over the optimal code of at most 12 bits for ``counts``.
+def code_bits_of(counts, limit=huffman.LENGTH_LIMIT):
+    """Return sum(count * length) over the optimal code of at most ``limit`` bits for ``counts``.
 
-    A Huffman tree costs the sum of its merged weights. When its depth is within the length
-    limit it is also the optimal limited code; otherwise package-merge gives the lengths.
+    This is the cost of the code that :func:`reference.gecko.huffman.code_lengths` builds.
+    Package-merge selects the 2n - 2 lightest items of its last list, where n counts the used
+    symbols, and each selected item adds one bit to every symbol it contains, so the cost is
+    the summed weight of those items; tracking weights alone is enough.
     """
-    weights = [int(c) for c in counts if c]
-    if len(weights) <= 1:
-        return weights[0] if weights else 0
-    heap = [(weight, 0) for weight in weights]
-    heapq.heapify(heap)
-    total = 0
-    depth = 0
-    while len(heap) > 1:
-        first, first_depth = heapq.heappop(heap)
-        second, second_depth = heapq.heappop(heap)
-        depth = max(first_depth, second_depth) + 1
-        total += first + second
-        heapq.heappush(heap, (first + second, depth))
-    if depth <= huffman.LENGTH_LIMIT:
-        return total
-    counts = np.asarray(counts, np.int64)
-    return int((counts * huffman.code_lengths(counts)).sum())
+    coins = sorted(int(count) for count in counts if count)
+    if len(coins) <= 1:
+        # A lone symbol gets a 1-bit code.
+        return coins[0] if coins else 0
+    items = coins
+    for _ in range(limit - 1):
+        packages = [a + b for a, b in zip(items[0::2], items[1::2])]
+        items = sorted(coins + packages)
+    return sum(items[: 2 * len(coins) - 2])
