@@ -33,8 +33,9 @@ def exponent_arrays(draw):
 
 @pytest.mark.spec("G2", "G3", "G4", "G5")
 @given(exponents=exponent_arrays(), mode=st.sampled_from(MODES),
-       group_size=st.sampled_from(GROUP_SIZES))
+       group_size=st.sampled_from((*GROUP_SIZES, None)))
 @example(exponents=np.zeros(0, np.uint8), mode="fixed", group_size=32)
+@example(exponents=np.full(5, 9, np.uint8), mode="entropy", group_size=None)
 @example(exponents=np.zeros((), np.uint8) + 7, mode="entropy", group_size=32)
 def test_exponents_round_trip(exponents, mode, group_size):
     blob = encode_exponents(exponents, mode=mode, group_size=group_size)
