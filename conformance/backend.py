@@ -181,6 +181,12 @@ def check_backend(backend, spec=None):
     label = spec or getattr(backend, "name", repr(backend))
     if backend is None:
         raise ValueError(f"backend {label!r}: the factory must return a backend object; got None")
+    if not hasattr(backend, "name") and not hasattr(backend, "capabilities"):
+        raise ValueError(
+            f"backend {label!r}: the factory must return a backend object with a name and "
+            f"capabilities; got {backend!r} of type {type(backend).__name__} "
+            "(see docs/conformance.md)"
+        )
     if not isinstance(getattr(backend, "name", None), str):
         name = getattr(backend, "name", None)
         raise ValueError(f"backend {label!r}: name must be a str; got {name!r}")

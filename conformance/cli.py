@@ -6,12 +6,15 @@
     sfp conformance vectors [--write]
     sfp conformance coverage [--write]
 
-The exit status is 0 when nothing failed, 1 when a check failed, 2 for a usage error.
+The exit status is 0 when at least one check passed and none failed, 1 when a check failed
+or none passed, and 2 for a usage error.
 """
 
 import json
 import logging
+import os
 import sys
+import tempfile
 
 logger = logging.getLogger(__name__)
 
@@ -42,21 +45,37 @@ def register(subparsers):
 
 
 def run(args):
+    if args.write and args.action not in ("vectors", "coverage"):
+        print("sfp conformance: --write applies to the actions vectors and coverage; "
+              f"got it with {args.action!r}", file=sys.stderr)
+        return 2
     if args.action in ("vectors", "coverage"):
         from conformance import coverage, vectors
 
         module = vectors if args.action == "vectors" else coverage
         return module.main(["--write"] if args.write else [])
     from conformance.backend import BackendUnavailable, load_backend
-    from conformance.runner import run_checks
+    from conformance.runner import PASSED, run_checks
 
     suites = [s.strip() for s in args.suite.split(",") if s.strip()]
     unknown = sorted(set(suites) - set(SUITES))
-    if unknown or args.examples < 1:
-        problem = f"unknown suite {', '.join(unknown)}" if unknown else \
-            f"--examples must be at least 1; got {args.examples}"
+    problem = None
+    if not suites:
+        problem = f"--suite must name at least one suite; got {args.suite!r}"
+    elif unknown:
+        problem = f"unknown suite {', '.join(unknown)}"
+    elif args.examples < 1:
+        problem = f"--examples must be at least 1; got {args.examples}"
+    if problem:
         print(f"sfp conformance: {problem} (suites: {', '.join(SUITES)})", file=sys.stderr)
         return 2
+    if args.report:
+        # Fail before a long run rather than after it.
+        folder = os.path.dirname(os.path.abspath(args.report))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK) or os.path.isdir(args.report):
+            print(f"sfp conformance: --report {args.report}: cannot write a file there "
+                  "(the folder must exist and be writable)", file=sys.stderr)
+            return 2
     try:
         backend = load_backend(args.backend)
     except (BackendUnavailable, ValueError, ImportError) as error:
@@ -74,10 +93,27 @@ def run(args):
     print_rule_table(report)
     print_failures(report)
     if args.report:
-        with open(args.report, "w") as file:
-            json.dump(report.as_dict(), file, indent=2)
+        write_report(report, args.report)
         print(f"report written to {args.report}")
+    if not any(result.status == PASSED for result in report.results):
+        # A backend that implements nothing has not shown conformance to anything.
+        print("sfp conformance: no check passed; the backend declares none of the capabilities "
+              "these suites need, or fails them all", file=sys.stderr)
+        return 1
     return 1 if report.failed else 0
+
+
+def write_report(report, path):
+    """Write the report as JSON through a temporary file, so a failed write leaves no half file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".report-", suffix=".json")
+    try:
+        with os.fdopen(handle, "w") as file:
+            json.dump(report.as_dict(), file, indent=2)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 def print_progress(index, total, result):

@@ -122,7 +122,9 @@ def run_one(backend, check, examples):
         mismatch = Mismatch(None, f"the backend declares {declared} but raised "
                             "NotImplementedError", {}, "an implementation", str(error))
         return CheckResult(check, FAILED, time.perf_counter() - start, mismatch)
-    except Exception as error:  # a backend may fail outside the compared calls, in any way
+    # A backend may fail outside the compared calls, in any way. SystemExit counts too: a
+    # backend that exits must fail its check rather than end the run with status 0.
+    except (Exception, SystemExit) as error:
         logger.exception("%s raised", check.id)
         mismatch = Mismatch(None, "the check raised an exception", {}, "no exception",
                             f"{type(error).__name__}: {error}")

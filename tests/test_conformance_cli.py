@@ -101,3 +101,66 @@ def test_cli_rejects_factory_that_is_not_callable(capsys):
     assert error == ("sfp conformance: cannot load backend 'tests.test_conformance_cli:"
                      "NOT_CALLABLE': tests.test_conformance_cli.NOT_CALLABLE must be a callable "
                      "that returns a backend; got an object of type int\n")
+
+
+class _ExitingBackend:
+    """A backend whose quantize ends the process with status 0."""
+
+    name = "exits"
+    capabilities = frozenset({"quantize"})
+
+    def quantize(self, x, container, *, anchor=None, noise=None):
+        raise SystemExit(0)
+
+
+def exiting_backend():
+    return _ExitingBackend()
+
+
+def returns_a_number():
+    return 42
+
+
+def test_cli_fails_a_backend_that_exits(capsys):
+    status = sfp.main(["conformance", "--backend", f"{__name__}:exiting_backend",
+                       "--suite", "containers", "--examples", "3"])
+    output = capsys.readouterr().out
+    assert status == 1
+    assert "SystemExit" in output
+
+
+def test_cli_rejects_an_empty_suite_list(capsys):
+    status = sfp.main(["conformance", "--backend", "numpy", "--suite", ""])
+    assert status == 2
+    assert "--suite must name at least one suite" in capsys.readouterr().err
+
+
+def test_cli_fails_when_no_check_passed(capsys):
+    # A backend that declares no capability runs no check, which shows no conformance.
+    status = sfp.main(["conformance", "--backend", "conformance.mutants:correct",
+                       "--suite", "bitwave", "--examples", "3"])
+    assert status == 1
+    assert "no check passed" in capsys.readouterr().err
+
+
+def test_cli_checks_report_path_before_running(tmp_path, capsys):
+    missing_folder = tmp_path / "missing" / "report.json"
+    status = sfp.main(["conformance", "--backend", "numpy", "--suite", "containers",
+                       "--report", str(missing_folder)])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert "cannot write a file there" in captured.err
+    assert "[ 1/" not in captured.out
+
+
+def test_cli_rejects_write_with_run(capsys):
+    status = sfp.main(["conformance", "run", "--write"])
+    assert status == 2
+    assert "--write applies to the actions vectors and coverage" in capsys.readouterr().err
+
+
+def test_cli_names_a_factory_that_returns_no_backend(capsys):
+    status = sfp.main(["conformance", "--backend", f"{__name__}:returns_a_number"])
+    error = capsys.readouterr().err
+    assert status == 2
+    assert "got 42 of type int" in error
