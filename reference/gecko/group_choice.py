@@ -10,7 +10,7 @@ estimate.
 
 import numpy as np
 
-from reference.gecko import huffman
+from reference.gecko import huffman, multisymbol
 from reference.gecko.header import GROUP_SIZES
 
 GROUP_TOPS, TENSOR_TOP = 0, 1
@@ -23,9 +23,6 @@ BLOCK = max(GROUP_SIZES)
 # 0.5 ms per tensor.
 SAMPLE_ALL = 1024
 MAX_SAMPLE_STEP = 31
-# Counting pairs of byte symbols halves the work per symbol, but a count over 2**16 pair
-# values only repays its fixed cost on long streams.
-_PAIR_COUNT_MIN = 1 << 16
 
 
 # Ties go to the group size that codes fastest: 32, then 16, 64 and 8, as measured on the
@@ -125,14 +122,9 @@ def _lane_symbols(lanes, zero_lanes, top, top_max):
 
 def _counts(symbols):
     symbols = np.ascontiguousarray(symbols).ravel()
-    if symbols.dtype != np.uint8 or symbols.size < _PAIR_COUNT_MIN:
+    if symbols.dtype != np.uint8:
         return np.bincount(symbols, minlength=1)
-    pairs = symbols[: symbols.size & ~1].view("<u2").astype(np.intp)
-    pair_counts = np.bincount(pairs, minlength=1 << 16).reshape(256, 256)
-    counts = pair_counts.sum(axis=0) + pair_counts.sum(axis=1)
-    if symbols.size % 2:
-        counts[symbols[-1]] += 1
-    return counts
+    return multisymbol.byte_counts(symbols, multisymbol.byte_pairs(symbols))
 
 
 def _remove_zeros(counts, surplus):

@@ -49,8 +49,15 @@ def byte_pairs(symbols):
 
 def byte_counts(symbols, pairs):
     """Return the count of each value of a uint8 array, counting it as pairs (half the work)."""
-    pair_counts = np.bincount(pairs, minlength=1 << 16).reshape(256, 256)
-    counts = pair_counts.sum(axis=0) + pair_counts.sum(axis=1)
+    # Only rows up to the largest second symbol are counted, so streams of small symbols do
+    # not pay for a table of all 2**16 pairs.
+    pair_counts = np.bincount(pairs)
+    rows = -(-pair_counts.size // 256)
+    grid = np.zeros(rows * 256, np.int64)
+    grid[: pair_counts.size] = pair_counts
+    grid = grid.reshape(rows, 256)
+    counts = grid.sum(axis=0)
+    counts[:rows] += grid.sum(axis=1)
     if symbols.size % 2:
         counts[symbols[-1]] += 1
     return counts
