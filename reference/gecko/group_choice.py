@@ -11,20 +11,18 @@ estimate.
 import numpy as np
 
 from reference.gecko import huffman, multisymbol
+from reference.gecko.entropy import GROUP_TOPS, TENSOR_TOP
 from reference.gecko.header import GROUP_SIZES
 
-GROUP_TOPS, TENSOR_TOP = 0, 1
 BLOCK = max(GROUP_SIZES)
 # Every block is sampled when there are at most SAMPLE_ALL. Otherwise every s-th block is,
 # starting at block 0, where s is the smallest odd number of at least blocks / SAMPLE_ALL, and
 # at most MAX_SAMPLE_STEP. An odd step is prime to the powers of two, which keeps the sample
 # from aliasing with the rows of a tensor. On the bench tensors of docs/benchmarks.md, samples
-# of 342 to 1024 blocks chose the same group sizes as counts over every block, at under
-# 0.5 ms per tensor.
+# of 342 to 1024 blocks chose streams as small as counts over every block did, and the choice
+# took 0.3 to 1 ms per tensor.
 SAMPLE_ALL = 1024
 MAX_SAMPLE_STEP = 31
-
-
 # Ties go to the group size that codes fastest: 32, then 16, 64 and 8, as measured on the
 # bench tensors of docs/benchmarks.md. A tie is common, because a body under the tensor top
 # differs between group sizes only in its padding lanes.
@@ -150,8 +148,8 @@ def code_bits_of(counts, limit=huffman.LENGTH_LIMIT):
 
     This is the cost of the code that :func:`reference.gecko.huffman.code_lengths` builds.
     Package-merge selects the 2n - 2 lightest items of its last list, where n counts the used
-    symbols, and each selected item adds one bit to every symbol it contains, so the cost is
-    the summed weight of those items; tracking weights alone is enough.
+    symbols. Each selected item adds one bit to every symbol it contains, so the cost is the
+    summed weight of those items, and tracking weights alone is enough.
     """
     coins = sorted(int(count) for count in counts if count)
     if len(coins) <= 1:
