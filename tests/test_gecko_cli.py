@@ -188,3 +188,114 @@ def test_failed_rename_leaves_no_temporary(tmp_path):
         _write_atomically(tmp_path / "out", b"data")
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def _write_npy_header(path, shape, dtype="<f4", data=b""):
+    """Write a .npy header that declares ``shape`` of ``dtype``, followed by ``data`` only."""
+    with open(path, "wb") as stream:
+        np.lib.format.write_array_header_1_0(
+            stream, {"descr": dtype, "fortran_order": False, "shape": shape})
+        stream.write(data)
+
+
+@pytest.mark.spec("G11")
+@pytest.mark.parametrize("action", ["pack", "stats"])
+def test_empty_file_is_one_line(tmp_path, capsys, action):
+    (tmp_path / "zero.npy").write_bytes(b"")
+    outputs = [str(tmp_path / "z.gecko")] if action == "pack" else []
+
+    status = sfp.main(["gecko", action, str(tmp_path / "zero.npy"), *outputs])
+
+    assert status == 2
+    assert "zero.npy: the file is empty (0 bytes)" in _error_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["zero.npy"]
+
+
+@pytest.mark.spec("G11")
+@pytest.mark.parametrize("action", ["pack", "stats"])
+def test_huge_header_rejected_before_allocating(tmp_path, capsys, action):
+    _write_npy_header(tmp_path / "huge.npy", (10**12,), data=bytes(16))
+    outputs = [str(tmp_path / "h.gecko")] if action == "pack" else []
+
+    status = sfp.main(["gecko", action, str(tmp_path / "huge.npy"), *outputs])
+    line = _error_line(capsys)
+
+    assert status == 2
+    assert "huge.npy: the file is shorter than its header claims" in line
+    assert "shape (1000000000000,) of dtype float32 needs 4000000000000 bytes" in line
+    assert "got 16" in line
+
+
+@pytest.mark.spec("G11")
+def test_pack_names_truncated_file(tmp_path, capsys):
+    np.save(tmp_path / "full.npy", _weights((10, 10)))
+    data = (tmp_path / "full.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(data[:len(data) - 100])
+
+    status = sfp.main(["gecko", "pack", str(tmp_path / "cut.npy"), str(tmp_path / "c.gecko")])
+    line = _error_line(capsys)
+
+    assert status == 2
+    assert line.startswith(f"sfp gecko: {tmp_path / 'cut.npy'}: the file is shorter than its "
+                           "header claims: shape (10, 10) of dtype float32 needs 400 bytes")
+    assert not (tmp_path / "c.gecko").exists()
+
+
+@pytest.mark.spec("G11")
+def test_pack_rejects_object_dtype_by_name(tmp_path, capsys):
+    np.save(tmp_path / "objects.npy", np.array([1.0, "a"], dtype=object), allow_pickle=True)
+
+    status = sfp.main(["gecko", "pack", str(tmp_path / "objects.npy"),
+                       str(tmp_path / "o.gecko")])
+    line = _error_line(capsys)
+
+    assert status == 2
+    assert line.startswith(f"sfp gecko: {tmp_path / 'objects.npy'}: dtype object is not "
+                           "supported")
+    assert "save a numeric array such as float32" in line
+
+
+@pytest.mark.spec("G11")
+def test_pack_nan_error_suggests_containers(tmp_path, capsys):
+    np.save(tmp_path / "special.npy", np.float32([1.0, np.inf, np.nan]))
+
+    status = sfp.main(["gecko", "pack", "--container", "e2m1fn", str(tmp_path / "special.npy"),
+                       str(tmp_path / "s.gecko")])
+    line = _error_line(capsys)
+
+    assert status == 2
+    assert line.startswith(f"sfp gecko: {tmp_path / 'special.npy'}: contains NaN (first at "
+                           "element 2: 0x7fc00000)")
+    assert "pass --container with one of fp32, bf16" in line
+    assert "omit --container" in line
+    assert "specials" not in line
+
+
+@pytest.mark.spec("G11")
+def test_pack_with_suggested_container_keeps_nan(tmp_path):
+    np.save(tmp_path / "special.npy", np.float32([1.0, np.inf, np.nan]))
+
+    status = sfp.main(["gecko", "pack", "--container", "e4m3", str(tmp_path / "special.npy"),
+                       str(tmp_path / "s.gecko")])
+
+    assert status == 0
+    assert sfp.main(["gecko", "unpack", str(tmp_path / "s.gecko"), str(tmp_path / "y.npy")]) == 0
+    assert np.isnan(np.load(tmp_path / "y.npy")[2])
+
+
+@pytest.mark.spec("G11")
+def test_failed_write_names_output_not_temporary(tmp_path, capsys, monkeypatch):
+    import errno
+    import pathlib
+
+    def disk_full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    np.save(tmp_path / "x.npy", _weights((4, 3)))
+    monkeypatch.setattr(pathlib.Path, "write_bytes", disk_full)
+
+    status = sfp.main(["gecko", "pack", str(tmp_path / "x.npy"), str(tmp_path / "x.gecko")])
+
+    assert status == 2
+    assert _error_line(capsys) == f"sfp gecko: {tmp_path / 'x.gecko'}: no space left on device"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]

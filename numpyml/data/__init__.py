@@ -2,14 +2,18 @@
 
 import gzip
 import zipfile
+import zlib
 from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from reference.npy_file import read_npy
+
 DIGITS_TEST_SIZE = 599  # one third of the 1,797 images
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+NPY_MAGIC = b"\x93NUMPY"
 # The class count of an .npz set is its largest label + 1, and the output layer has one unit per
 # class, so a stray label of 2e9 would ask for terabytes. The cap is ten times the 1,000 classes
 # of ImageNet-1k.
@@ -160,30 +164,41 @@ def load_npz(path):
 
 def _read_npz(path):
     """Return the arrays ``NPZ_KEYS`` of the .npz archive at ``path``."""
+    how = f"write the image set with np.savez(path, {', '.join(f'{k}=...' for k in NPZ_KEYS)})"
+    with open(path, "rb") as stream:
+        start = stream.read(len(NPY_MAGIC))
+    if not start:
+        raise ValueError(f"{path}: the file is empty (0 bytes); {how}")
+    if start == NPY_MAGIC:
+        raise ValueError(f"{path}: contains one .npy array, not an .npz archive; {how}")
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, zipfile.BadZipFile) as error:
-        # np.load takes a file that is neither .npy nor a zip archive for a pickle.
-        raise ValueError(f"{path}: not an .npz archive; write the image set with "
-                         f"np.savez(path, {', '.join(f'{k}=...' for k in NPZ_KEYS)})") from error
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: contains one .npy array, not an .npz archive; write the image "
-                         f"set with np.savez(path, {', '.join(f'{k}=...' for k in NPZ_KEYS)})")
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"{path}: not an .npz archive; {how}") from error
     with archive:
-        missing = [key for key in NPZ_KEYS if key not in archive.files]
+        stored = [name[:-len(".npy")] for name in archive.namelist() if name.endswith(".npy")]
+        missing = [key for key in NPZ_KEYS if key not in stored]
         if missing:
             raise ValueError(
                 f"{path}: missing arrays {missing}; an image set needs {list(NPZ_KEYS)}, "
-                f"found {archive.files}"
+                f"found {stored}"
             )
-        arrays = {}
-        for key in NPZ_KEYS:
-            try:
-                arrays[key] = archive[key]
-            except ValueError as error:
-                raise ValueError(f"{path}: {key} cannot be read without pickle ({error}); "
-                                 "save it as a numeric array") from error
-    return arrays
+        return {key: _read_member(archive, key, path, how) for key in NPZ_KEYS}
+
+
+def _read_member(archive, key, path, how):
+    # Reading the member ourselves lets read_npy compare its header with the member's
+    # uncompressed size before numpy allocates the array the header declares.
+    info = archive.getinfo(f"{key}.npy")
+    try:
+        with archive.open(info) as stream:
+            return read_npy(stream, info.file_size)
+    except TypeError as error:
+        raise ValueError(f"{path}: {key} cannot be read without pickle ({error})") from error
+    except ValueError as error:
+        raise ValueError(f"{path}: {key}: {error}") from error
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise ValueError(f"{path}: {key} is damaged in the archive ({error}); {how}") from error
 
 
 def load_dataset(name_or_path, seed=0):

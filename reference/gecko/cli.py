@@ -63,7 +63,7 @@ def run_stats(args):
     for path in args.files:
         try:
             tensors = _read_tensors(path)
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, TypeError) as error:
             # The other files still get their rows, so this error is reported and not raised.
             print(f"sfp gecko: cannot read tensors from {path}: {_reason(error)}",
                   file=sys.stderr)
@@ -149,17 +149,19 @@ _EXPECTED_FILES = ("stats and pack read .npy files (stats also reads .onnx model
 
 
 def _load_npy(path):
-    """Load the array of the .npy file at ``path``."""
+    """Load the array of the .npy file at ``path``, checking its header before allocating."""
+    from reference.npy_file import NotNpyError, load_npy
+
+    with open(path, "rb") as stream:
+        if stream.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC:
+            raise ValueError(f"an .npz archive, not a .npy file; {_EXPECTED_FILES}")
     try:
-        loaded = np.load(path, allow_pickle=False)
-    except ValueError as error:
-        # np.load takes any file that is not .npy, .npz or a zip for a pickle, and pickles are
-        # off, so its message names pickles for a Gecko file too.
+        return load_npy(path)
+    except NotNpyError as error:
         raise ValueError(f"not a .npy file; {_EXPECTED_FILES}") from error
-    if not isinstance(loaded, np.ndarray):
-        loaded.close()
-        raise ValueError(f"an .npz archive, not a .npy file; {_EXPECTED_FILES}")
-    return loaded
+
+
+_ZIP_MAGIC = b"PK\x03\x04"
 
 
 def _check_paths(input_path, output_path):
@@ -183,12 +185,15 @@ def run_pack(args):
         x = _load_npy(args.input)
     except ValueError as error:
         raise ValueError(f"{args.input}: {error}") from error
+    except TypeError as error:
+        raise TypeError(f"{args.input}: {error}") from error
     if not x.dtype.isnative:
         # Swapping to native byte order keeps every value and bit pattern.
         x = x.astype(x.dtype.newbyteorder("="))
     if x.dtype != np.float32:
         raise TypeError(f"{args.input}: pack needs a float32 array; got dtype {x.dtype}; "
                         "save x.astype(np.float32) to a new file and pack that")
+    _check_nan_codes(args.input, x, container, args.container)
     narrowed = x if args.container == "fp32" else quantize(x, container)
     if not np.array_equal(narrowed.view(np.uint32), x.view(np.uint32)):
         logger.info("quantized %s to container %s before packing", args.input, args.container)
@@ -197,6 +202,25 @@ def run_pack(args):
     print(f"packed {x.size} values into {len(blob)} bytes "
           f"({8 * len(blob) / max(x.size, 1):.2f} bits per value): {args.output}")
     return 0
+
+
+def _check_nan_codes(path, x, container, name):
+    """Reject NaNs in ``x`` when ``container`` has no NaN code to keep them."""
+    from reference.container import PRESETS, Container
+
+    if container.has_nan:
+        return
+    nan = np.isnan(x.ravel())
+    if not nan.any():
+        return
+    index = int(np.argmax(nan))
+    code = int(x.ravel()[index:index + 1].view(np.uint32)[0])
+    keeping = [preset for preset in PRESETS if Container.from_name(preset).has_nan]
+    raise ValueError(
+        f"{path}: contains NaN (first at element {index}: 0x{code:08x}), "
+        f"but container {name} has no NaN code; pass --container with one of "
+        f"{', '.join(keeping)}, omit --container to pack losslessly as fp32, or remove the NaNs"
+    )
 
 
 def run_unpack(args):
@@ -233,7 +257,23 @@ class _atomic_path:
         try:
             if kind is None:
                 os.replace(self.temporary, self.path)
+        except OSError as failure:
+            raise _naming_target(failure, self.path) from failure
         finally:
             # Whether the block or the rename failed, no temporary file may stay behind.
             self.temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError) and _same_path(error.filename, self.temporary):
+            # The user requested ``path``, and the temporary name beside it would only confuse.
+            raise _naming_target(error, self.path) from error
         return False
+
+
+def _same_path(filename, path):
+    return filename is not None and os.fspath(filename) == os.fspath(path)
+
+
+def _naming_target(error, path):
+    """Return a copy of OSError ``error`` that names ``path`` instead of a temporary file."""
+    if error.errno is None:
+        return OSError(f"{path}: {error}")
+    return type(error)(error.errno, error.strerror, str(path))

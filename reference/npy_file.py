@@ -1,0 +1,55 @@
+"""Read .npy arrays after checking the header against the bytes that follow it.
+
+``numpy.load`` allocates the array that a header declares before it reads the data, so a
+damaged header of a few bytes can request terabytes and end in MemoryError, and a zero-byte file
+ends in EOFError. ``read_npy`` checks the header first and raises ValueError or TypeError with a
+message that says what is wrong; callers prefix the file name.
+"""
+
+import math
+import os
+
+import numpy as np
+
+
+class NotNpyError(ValueError):
+    """The data does not start with a valid .npy magic string and header."""
+
+
+def load_npy(path):
+    """Return the array of the .npy file at ``path``; see ``read_npy`` for the errors."""
+    with open(path, "rb") as stream:
+        return read_npy(stream, os.fstat(stream.fileno()).st_size)
+
+
+def read_npy(stream, size):
+    """Return the array of the .npy data in the seekable binary ``stream`` of ``size`` bytes.
+
+    Raises NotNpyError (a ValueError) when the data is not .npy, ValueError when it is empty
+    or shorter than its header declares, and TypeError when the dtype holds Python objects (reading those needs pickle).
+    """
+    if size == 0:
+        raise ValueError("the file is empty (0 bytes); write the array again with np.save")
+    try:
+        version = np.lib.format.read_magic(stream)
+        # Version 3.0 differs from 2.0 only in the text encoding of the header.
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(stream)
+    except ValueError as error:
+        raise NotNpyError(f"not a .npy file ({error})") from error
+
+    if dtype.hasobject:
+        raise TypeError(f"dtype {dtype} is not supported because it holds Python objects, "
+                        "not numbers; save a numeric array such as float32")
+    needed = math.prod(shape) * dtype.itemsize
+    available = size - stream.tell()
+    if needed > available:
+        raise ValueError(
+            f"the file is shorter than its header claims: shape {shape} of dtype {dtype} needs "
+            f"{needed} bytes of data; got {available}. The file is truncated or damaged; "
+            "write it again with np.save"
+        )
+
+    stream.seek(0)
+    return np.lib.format.read_array(stream, allow_pickle=False)
