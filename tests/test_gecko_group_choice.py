@@ -46,11 +46,24 @@ def test_prediction_is_exact_on_every_block(exponents, subnormal_share, seed):
 @given(exponents=exponent_arrays())
 @example(exponents=np.full(3, 200, np.uint8))
 def test_default_stream_is_never_larger_than_auto(exponents):
+    # Larger tensors are sampled, and a prediction from a sample is an estimate.
+    assume(exponents.size <= group_choice.SAMPLE_ALL * group_choice.BLOCK)
     chosen = encode_exponents(exponents, mode="entropy")
     auto = encode_exponents(exponents, mode="entropy", group_size="auto")
 
     assert len(chosen) <= len(auto)
     np.testing.assert_array_equal(decode_exponents(chosen), exponents)
+
+
+@pytest.mark.spec("G1", "G5")
+def test_sampled_choice_counts_padding():
+    # 65,559 zeros are more than SAMPLE_ALL blocks. Every group size codes them in one bit a
+    # lane, so only the padding to the group size tells them apart, and 8 pads least.
+    exponents = np.zeros((39, 41, 41), np.uint8)
+    chosen = encode_exponents(exponents, mode="entropy")
+
+    assert len(chosen) == len(encode_exponents(exponents, mode="entropy", group_size="auto"))
+    assert chosen[7] == 8
 
 
 @pytest.mark.spec("G1", "G5")

@@ -46,35 +46,36 @@ def predicted_bits(exponents, zeros):
     blocks, zero_blocks, step = _sample(exponents, zeros)
     top_max = int(exponents.max()) if count else 0
     sampled = blocks.size
-    # The sample with every block includes the padding of the last block to 64 lanes, but a
-    # stream pads only to its group size, so the surplus zero lanes and all-zero groups are
-    # taken back out of the counts.
-    exact = step == 1
+    # A sample of every block counts the tensor and the padding of its last block to 64 lanes,
+    # so the zero lanes and all-zero groups beyond padding to the group size come out of the
+    # counts. A sparser sample counts no padding: its counts are scaled to the tensor's lanes,
+    # and the padding to the group size goes in as zero lanes.
+    factor = 1.0 if step == 1 or sampled == 0 else count / sampled
+    covered = sampled if step == 1 else count
     tensor_counts = _counts(_lane_symbols(blocks, zero_blocks, np.uint8(top_max), top_max))
     # Under the tensor top the counts differ between group sizes only by padding, so the
     # cost of equal counts is computed once.
-    code_bits = {}
+    tensor_bits = {}
     predictions = {}
     for group_size, top in zip(GROUP_SIZES, _group_tops(blocks, zero_blocks, top_max)):
         group_count = -(-count // group_size)
-        surplus_lanes = sampled - group_count * group_size if exact else 0
-        lane_total = group_count * group_size
-        scale = 1.0 if exact else lane_total / max(sampled, 1)
+        padding = group_count * group_size - covered
 
-        tensor = _remove_zeros(tensor_counts, surplus_lanes)
+        tensor = _scaled(tensor_counts, factor, padding)
         key = tensor.tobytes()
-        if key not in code_bits:
-            code_bits[key] = _stream_bits(tensor, lane_total, scale)
-        predictions[group_size, TENSOR_TOP] = 16 + code_bits[key]
+        if key not in tensor_bits:
+            tensor_bits[key] = _stream_bits(tensor, group_count * group_size)
+        predictions[group_size, TENSOR_TOP] = 16 + tensor_bits[key]
 
-        lanes = _remove_zeros(_counts(_lane_symbols(blocks.reshape(-1, group_size),
-                                                    zero_blocks.reshape(-1, group_size),
-                                                    top[:, None], top_max)), surplus_lanes)
-        maxima = _remove_zeros(_counts(np.uint8(top_max) - top),
-                               surplus_lanes // group_size)
+        lanes = _counts(_lane_symbols(blocks.reshape(-1, group_size),
+                                      zero_blocks.reshape(-1, group_size), top[:, None],
+                                      top_max))
+        lanes = _scaled(lanes, factor, padding)
+        maxima = _scaled(_counts(np.uint8(top_max) - top), factor,
+                         padding // group_size if step == 1 else 0)
         predictions[group_size, GROUP_TOPS] = (
-            16 + _stream_bits(lanes, lane_total, scale)
-            + _stream_bits(maxima, group_count, scale))
+            16 + _stream_bits(lanes, group_count * group_size)
+            + _stream_bits(maxima, group_count))
     return predictions
 
 
@@ -90,8 +91,9 @@ def _sample(exponents, zeros):
     # Only whole blocks are sampled, so the last partial block is left out.
     step = min(-(-block_count // SAMPLE_ALL) | 1, MAX_SAMPLE_STEP)
     whole = exponents.size // BLOCK * BLOCK
-    lanes = exponents[:whole].reshape(-1, BLOCK)[::step]
-    zero_lanes = zeros[:whole].reshape(-1, BLOCK)[::step]
+    # One contiguous copy, because every group size reshapes the sample again.
+    lanes = np.ascontiguousarray(exponents[:whole].reshape(-1, BLOCK)[::step])
+    zero_lanes = np.ascontiguousarray(zeros[:whole].reshape(-1, BLOCK)[::step])
     return lanes, zero_lanes, step
 
 
@@ -125,22 +127,24 @@ def _counts(symbols):
     return multisymbol.byte_counts(symbols, multisymbol.byte_pairs(symbols))
 
 
-def _remove_zeros(counts, surplus):
-    if not surplus:
-        return counts
-    counts = counts.copy()
-    counts[0] -= surplus
+def _scaled(counts, factor, zeros):
+    # Counts times ``factor``, rounded, with ``zeros`` more (or fewer) of symbol 0.
+    if factor != 1.0:
+        counts = np.rint(counts * factor).astype(np.int64)
+    else:
+        counts = counts.copy()
+    counts[0] += zeros
     return counts
 
 
-def _stream_bits(counts, symbol_count, scale):
-    # Bits of huffman.write_code for ``symbol_count`` symbols whose counts are ``counts`` times
-    # ``scale``: the table, one uint16 per chunk, and the codes padded to whole bytes.
+def _stream_bits(counts, symbol_count):
+    # Bits of huffman.write_code for ``symbol_count`` symbols with these counts: the table,
+    # one uint16 per chunk, and the codes padded to whole bytes.
     used = np.flatnonzero(counts)
     table_size = int(used[-1]) + 1 if used.size else 0
     chunks = -(-symbol_count // huffman.CHUNK_SYMBOLS)
-    code_bits = code_bits_of(counts) * scale
-    return 16 + 8 * (-(-table_size // 2)) + 16 * chunks + 8 * -(-code_bits // 8)
+    code_bytes = -(-code_bits_of(counts) // 8)
+    return 16 + 8 * (-(-table_size // 2)) + 16 * chunks + 8 * code_bytes
 
 
 def code_bits_of(counts, limit=huffman.LENGTH_LIMIT):
