@@ -23,7 +23,7 @@ COMMAND_MODULES = (
 
 # Exit status of a command that failed on an invalid argument, input file or path.
 EXIT_USAGE = 2
-EXPECTED_ERRORS = (ValueError, TypeError, OSError)
+EXPECTED_ERRORS = (ValueError, TypeError, OSError, ImportError)
 
 
 def build_parser():
@@ -49,11 +49,16 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
+        # An invalid SFP_NATIVE fails every command at once, not only when a kernel is needed.
+        from reference import native
+
+        native.setting()
         return args.run(args)
     except EXPECTED_ERRORS as error:
         # These are the errors that the library raises for bad input (ValueError covers
-        # GeckoFormatError) or the file system raises for a bad path, so one line is enough.
-        # Any other exception is a bug and keeps its traceback.
+        # GeckoFormatError), the file system raises for a bad path, or reference.native raises
+        # for a compiled kernel that SFP_NATIVE=require needs but is not built, so one line is
+        # enough. Any other exception is a bug and keeps its traceback.
         if args.verbose:
             traceback.print_exc()
         print(f"sfp {args.command}: {error_message(error)}", file=sys.stderr)

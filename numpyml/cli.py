@@ -23,6 +23,12 @@ OPTIONS_OF_METHOD = {
                 "gecko_every"),
 }
 
+# Reasons that a method ignores an option, where the method name does not make them plain.
+IGNORED_BECAUSE = {
+    ("bitchop", "exponent_min"): "BitChop narrows only the mantissa and keeps the exponent at "
+    "its starting 8 bits, while bitwave narrows both",
+}
+
 
 def register(subparsers):
     from numpyml.data import MAX_CLASSES
@@ -105,13 +111,19 @@ def run(args):
     )
     set_blas_threads(args.blas_threads)
     keep_freed_heap_memory()
+    method = narrowing.method_from_arguments(args)
+    created = _prepare_out(Path(args.out))
     try:
-        method = narrowing.method_from_arguments(args)
         report = train_with_baseline(config, method, args.baseline,
                                      on_epoch=lambda metrics: _print_epoch(metrics, config.epochs))
     except TrainingDiverged as error:
         print(f"sfp train: {error}", file=sys.stderr)
         return EXIT_DIVERGED
+    except BaseException:
+        # A run that fails before writing anything leaves no empty folder behind.
+        if created and not any(Path(args.out).iterdir()):
+            Path(args.out).rmdir()
+        raise
     # sfp's main prints the ValueError, TypeError or OSError of invalid data or paths.
     print(
         f"test accuracy {report['test_accuracy']:.2%} on {report['dataset']['test']} images, "
@@ -121,6 +133,27 @@ def run(args):
     if table:
         print(table)
     return 0
+
+
+def _prepare_out(out):
+    """Create ``out`` if missing and check that it takes new files; return True if created.
+
+    Training takes seconds to hours, so an unwritable directory is reported before it starts.
+    """
+    import tempfile
+
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        reason = error.strerror or str(error)
+        raise OSError(f"--out {out}: cannot write files there ({reason.lower()}); "
+                      "choose a writable directory") from error
+    return created
 
 
 def check_arguments(args):
@@ -136,14 +169,33 @@ def check_arguments(args):
         ("--weight-decay", args.weight_decay,
          math.isfinite(args.weight_decay) and args.weight_decay >= 0, "must be finite and >= 0"),
         ("--blas-threads", args.blas_threads, args.blas_threads >= 1, "must be at least 1"),
+        # numpy's default_rng takes only non-negative seeds.
+        ("--seed", args.seed, args.seed >= 0, "must be >= 0"),
+        ("--split-seed", args.split_seed, args.split_seed >= 0, "must be >= 0"),
     ]
     for option, value, valid, rule in checks:
         if not valid:
             return f"{option}: {rule}; got {value}"
-    out = Path(args.out)
+    problem = _check_out(args.out)
+    if problem:
+        return problem
+    return _check_narrowing_arguments(args)
+
+
+def _check_out(text):
+    from numpyml.train import CHECKPOINT_FILE, REPORT_FILE
+
+    if not text:
+        # Path("") is the current directory, which would fill it with run files.
+        return "--out: must name a directory (created if missing); got an empty path"
+    out = Path(text)
     if out.exists() and not out.is_dir():
         return f"--out: must be a directory (created if missing); got {out}, an existing file"
-    return _check_narrowing_arguments(args)
+    for name in (REPORT_FILE, CHECKPOINT_FILE):
+        if (out / name).is_dir():
+            return (f"--out: {out / name} is a directory, but training writes a file there; "
+                    "remove it or choose another --out")
+    return None
 
 
 def _check_narrowing_arguments(args):
@@ -155,8 +207,10 @@ def _check_narrowing_arguments(args):
     known = set().union(*OPTIONS_OF_METHOD.values())
     for name, default in vars(defaults).items():
         if name in known and name not in used and getattr(args, name) != default:
-            return (f"--{name.replace('_', '-')}: --method {args.method} does not use it; "
-                    f"drop the option or choose a method that does")
+            reason = IGNORED_BECAUSE.get((args.method, name))
+            return (f"--{name.replace('_', '-')}: --method {args.method} does not use it"
+                    + (f" because {reason}" if reason else "")
+                    + "; drop the option or choose a method that does")
     return _check_widths(args)
 
 

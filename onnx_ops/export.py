@@ -9,6 +9,8 @@ the in-graph max anchor, exactly as numpyml narrows it at evaluation (SPEC.md X8
 
 import json
 import logging
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +46,7 @@ def load_run(run_dir):
             raise FileNotFoundError(
                 f"run directory {run_dir} has no {name}; pass a directory written by `sfp train`"
             )
-    report = json.loads((run_dir / REPORT_FILE).read_text(encoding="utf-8"))
+    report = _read_report(run_dir)
     status = report.get("status")
     if status != "completed":
         # The checkpoint of a diverged run predates its report, which has no final widths.
@@ -55,9 +57,57 @@ def load_run(run_dir):
     config = report["config"]
     dataset = load_dataset(config["dataset"], seed=config["split_seed"])
     model = models.build(config["model"], dataset.input_shape, dataset.num_classes)
-    load_checkpoint(run_dir / CHECKPOINT_FILE, model)
+    _check_archive(run_dir)
+    try:
+        load_checkpoint(run_dir / CHECKPOINT_FILE, model)
+    except (KeyError, ValueError) as error:
+        raise _damaged(run_dir, CHECKPOINT_FILE,
+                       f"its arrays do not match the {config['model']} model that "
+                       f"{REPORT_FILE} describes ({error.args[0]}), so the two files come from "
+                       "different runs") from error
     model.eval()
     return report, model, dataset
+
+
+# The report fields that export reads to rebuild the model and its data.
+CONFIG_FIELDS = ("model", "dataset", "split_seed")
+
+
+def _read_report(run_dir):
+    """Return the report dict of ``run_dir``, checking the fields that export reads."""
+    try:
+        report = json.loads((run_dir / REPORT_FILE).read_text(encoding="utf-8"))
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+        raise _damaged(run_dir, REPORT_FILE, f"invalid JSON ({error})") from error
+    if not isinstance(report, dict):
+        raise _damaged(run_dir, REPORT_FILE,
+                       f"must contain a JSON object; got a {type(report).__name__}")
+    config = report.get("config")
+    if not isinstance(config, dict):
+        raise _damaged(run_dir, REPORT_FILE, "missing the \"config\" object")
+    missing = [field for field in CONFIG_FIELDS if field not in config]
+    if missing:
+        raise _damaged(run_dir, REPORT_FILE, f"\"config\" is missing the fields {missing}")
+    return report
+
+
+def _check_archive(run_dir):
+    """Raise ValueError unless the checkpoint is a zip archive whose members pass their CRC."""
+    try:
+        with zipfile.ZipFile(run_dir / CHECKPOINT_FILE) as archive:
+            failed = archive.testzip()
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise _damaged(run_dir, CHECKPOINT_FILE, f"not a readable .npz archive ({error})") \
+            from error
+    if failed is not None:
+        raise _damaged(run_dir, CHECKPOINT_FILE, f"array {failed} fails its CRC check")
+
+
+def _damaged(run_dir, name, problem):
+    return ValueError(
+        f"{run_dir / name}: {problem}; the run directory is damaged, so train again with "
+        f"`sfp train ... --out {run_dir}` and export the new run"
+    )
 
 
 def final_widths(report):
