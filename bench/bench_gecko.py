@@ -6,9 +6,9 @@ Prints markdown tables for docs/benchmarks.md. Bits per exponent are averaged ov
 (each tensor weighs the same) per category and over all. A second table splits the fixed-mode
 body (group size 32) into its parts, and a third gives the share of each width code among the
 coded groups. Speed is measured on the exponents of all tensors tiled to N values, as the best
-of 5 runs, next to zstd -3 in the same process. Times are CPU seconds of this process
-(time.process_time), so other jobs on a shared machine disturb them far less than wall-clock
-times; every coder here runs on one thread.
+of 5 runs, next to zstd -3 in the same process, and entropy mode also on each tensor on its
+own. Times are CPU seconds of this process (time.process_time), so other jobs on a shared
+machine disturb them far less than wall-clock times; every coder here runs on one thread.
 """
 
 import argparse
