@@ -263,7 +263,13 @@ def _pair(value):
 
 
 def save(model, path):
-    """Write ``model`` to ``path`` after checking it once more with full_check."""
+    """Write ``model`` to ``path`` after checking it once more with full_check.
+
+    The model goes to a temporary file that replaces ``path`` only when complete, so a failed
+    write leaves no half-written model.
+    """
+    from numpyml.train import write_atomically
+
     onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
+    write_atomically(path, lambda handle: onnx.save(model, handle))
     logger.debug("wrote %s (%d nodes)", path, len(model.graph.node))

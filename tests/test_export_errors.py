@@ -97,3 +97,25 @@ def test_export_of_intact_copy_succeeds(runs, tmp_path, capsys):
     assert status == 0
     assert report["config"]["model"] == "cnn"
     assert (tmp_path / "m.onnx").stat().st_size > 0
+
+
+@pytest.mark.spec("X8")
+def test_failed_export_write_leaves_no_file(runs, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import onnx
+
+    def disk_full(model, target):
+        # Writes part of the model, as a full disk would, then fails.
+        handle = open(target, "wb") if isinstance(target, str) else target
+        handle.write(model.SerializeToString()[:100])
+        handle.flush()
+        raise OSError(errno.ENOSPC, "No space left on device", getattr(handle, "name", target))
+
+    monkeypatch.setattr(onnx, "save", disk_full)
+
+    status, line = _export(runs["mlp"], tmp_path, capsys)
+
+    assert status == 2
+    assert line == f"sfp export: {tmp_path / 'm.onnx'}: no space left on device"
+    assert list(tmp_path.iterdir()) == []
