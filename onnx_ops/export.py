@@ -92,15 +92,34 @@ def _read_report(run_dir):
 
 
 def _check_archive(run_dir):
-    """Raise ValueError unless the checkpoint is a zip archive whose members pass their CRC."""
+    """Raise ValueError unless every array of the checkpoint passes its CRC and header checks.
+
+    The header check runs before numpy allocates the array that a damaged header may declare.
+    """
     try:
         with zipfile.ZipFile(run_dir / CHECKPOINT_FILE) as archive:
             failed = archive.testzip()
+            problem = _first_bad_header(archive) if failed is None else None
     except (zipfile.BadZipFile, zlib.error, EOFError) as error:
         raise _damaged(run_dir, CHECKPOINT_FILE, f"not a readable .npz archive ({error})") \
             from error
     if failed is not None:
         raise _damaged(run_dir, CHECKPOINT_FILE, f"array {failed} fails its CRC check")
+    if problem is not None:
+        raise _damaged(run_dir, CHECKPOINT_FILE, problem)
+
+
+def _first_bad_header(archive):
+    """Return what is wrong with the first array whose .npy header is invalid, or None."""
+    from reference.npy_file import check_npy_header
+
+    for info in archive.infolist():
+        try:
+            with archive.open(info) as stream:
+                check_npy_header(stream, info.file_size)
+        except (ValueError, TypeError) as error:
+            return f"array {info.filename}: {error}"
+    return None
 
 
 def _damaged(run_dir, name, problem):

@@ -25,8 +25,19 @@ def load_npy(path):
 def read_npy(stream, size):
     """Return the array of the .npy data in the seekable binary ``stream`` of ``size`` bytes.
 
+    Raises the errors of ``check_npy_header`` before allocating anything.
+    """
+    check_npy_header(stream, size)
+    stream.seek(0)
+    return np.lib.format.read_array(stream, allow_pickle=False)
+
+
+def check_npy_header(stream, size):
+    """Read the .npy header at the start of ``stream`` of ``size`` bytes; return (shape, dtype).
+
     Raises NotNpyError (a ValueError) when the data is not .npy, ValueError when it is empty
-    or shorter than its header declares, and TypeError when the dtype holds Python objects (reading those needs pickle).
+    or shorter than its header declares, and TypeError when the dtype holds Python objects,
+    which only pickle can read.
     """
     if size == 0:
         raise ValueError("the file is empty (0 bytes); write the array again with np.save")
@@ -50,6 +61,4 @@ def read_npy(stream, size):
             f"{needed} bytes of data; got {available}. The file is truncated or damaged; "
             "write it again with np.save"
         )
-
-    stream.seek(0)
-    return np.lib.format.read_array(stream, allow_pickle=False)
+    return shape, dtype

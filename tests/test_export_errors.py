@@ -119,3 +119,30 @@ def test_failed_export_write_leaves_no_file(runs, tmp_path, capsys, monkeypatch)
     assert status == 2
     assert line == f"sfp export: {tmp_path / 'm.onnx'}: no space left on device"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.spec("X8")
+def test_export_rejects_huge_array_header(runs, tmp_path, capsys):
+    import io
+    import zipfile
+
+    import numpy as np
+
+    run_dir = _copy(runs, tmp_path)
+    checkpoint = run_dir / "checkpoint.npz"
+    with zipfile.ZipFile(checkpoint) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (10**12,)})
+    members["epoch.npy"] = header.getvalue() + bytes(16)
+    with zipfile.ZipFile(checkpoint, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+    status, line = _export(run_dir, tmp_path, capsys)
+
+    assert status == 2
+    assert line.startswith(f"sfp export: {checkpoint}: array epoch.npy: the file is shorter "
+                           "than its header claims: shape (1000000000000,) of dtype float32")
+    assert line.endswith(_fix(run_dir))
