@@ -36,7 +36,7 @@ def check_npy_header(stream, size):
     """Read the .npy header at the start of ``stream`` of ``size`` bytes; return (shape, dtype).
 
     Raises NotNpyError (a ValueError) when the data is not .npy, ValueError when it is empty
-    or shorter than its header declares, and TypeError when the dtype holds Python objects,
+    or shorter than its header declares, and TypeError when the dtype contains Python objects,
     which only pickle can read.
     """
     if size == 0:
@@ -51,7 +51,7 @@ def check_npy_header(stream, size):
         raise NotNpyError(f"not a .npy file ({error})") from error
 
     if dtype.hasobject:
-        raise TypeError(f"dtype {dtype} is not supported because it holds Python objects, "
+        raise TypeError(f"dtype {dtype} is not supported because it contains Python objects, "
                         "not numbers; save a numeric array such as float32")
     needed = math.prod(shape) * dtype.itemsize
     available = size - stream.tell()
