@@ -3,7 +3,7 @@
 ``numpy.load`` allocates the array that a header declares before it reads the data, so a
 damaged header of a few bytes can request terabytes and end in MemoryError, and a zero-byte file
 ends in EOFError. ``read_npy`` checks the header first and raises ValueError or TypeError with a
-message that says what is wrong; callers prefix the file name.
+message that states what is wrong; callers prefix the file name.
 """
 
 import math
