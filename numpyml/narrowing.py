@@ -118,7 +118,8 @@ def add_arguments(parser):
                        help="smallest mantissa width, in bits (default: 1)")
     group.add_argument("--exponent-min", type=float, default=None,
                        help="smallest exponent width, in bits (default: 1 for quantum, "
-                       "3 for bitchop and bitwave)")
+                       "3 for bitwave; bitchop keeps the exponent at 8 bits and rejects "
+                       "this option)")
     group.add_argument("--baseline", action="store_true",
                        help="also train FP32 with the same seed and report the difference")
     group.add_argument("--gecko-every", type=int, default=DEFAULT_GECKO_EVERY, metavar="STEPS",

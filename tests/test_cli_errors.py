@@ -362,7 +362,8 @@ def test_invalid_native_setting_fails_every_command(tmp_path, capsys, monkeypatc
 
     assert status == 2
     assert error_line(capsys) == (f"sfp {command[0]}: SFP_NATIVE must be one of "
-                                  "('auto', '0', 'require'); got 'bogus'")
+                                  "('auto', '0', 'require'); got 'bogus' (unset it to use "
+                                  "compiled kernels where they are built)")
     assert [p.name for p in tmp_path.iterdir()] == ["x.npy"]
 
 

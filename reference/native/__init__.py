@@ -24,7 +24,8 @@ def setting():
     """Return the value of ``SFP_NATIVE`` (``auto`` when unset); raise ValueError if unknown."""
     value = os.environ.get("SFP_NATIVE", "auto") or "auto"
     if value not in CHOICES:
-        raise ValueError(f"SFP_NATIVE must be one of {CHOICES}; got {value!r}")
+        raise ValueError(f"SFP_NATIVE must be one of {CHOICES}; got {value!r} (unset it to "
+                         "use compiled kernels where they are built)")
     return value
 
 
