@@ -18,11 +18,16 @@ import numpy as np
 from reference.codes import decode, encode
 from reference.container import Container
 from reference.quantize import max_anchor
-from reference.gecko.bitfields import pack_fields
+from reference.gecko import fixed
+from reference.gecko.bitfields import pack_fields, plane_bytes
 from reference.gecko.errors import GeckoFormatError
 from reference.gecko.exponents import check_options, check_shape
-from reference.gecko.groups import decode_groups, encode_groups_any_size, read_plane
-from reference.gecko.header import Header, Reader, TensorFields, read_header, write_header
+from reference.gecko.groups import (
+    FIXED_GROUP_SIZE, decode_groups, encode_groups_any_size, read_plane, to_groups,
+)
+from reference.gecko.header import (
+    GROUP_SIZES, Header, Reader, TensorFields, read_header, write_header,
+)
 
 # The containers e8m23 (FP32) and e8m7 (BF16) with the IEEE layout, subnormals and bias 127
 # are the formats themselves: their codes are the FP32 bit patterns shifted right by these bits.
@@ -39,9 +44,7 @@ def pack(x, container, *, anchor=None, mode="fixed", group_size=None):
     """
     check_options(mode, group_size)
     x = np.asarray(x)
-    if not isinstance(container, Container):
-        raise TypeError(f"pack: container must be a reference.Container; got "
-                        f"{type(container).__name__}")
+    _check_container(container)
     if isinstance(anchor, str) and anchor == "max":
         anchor = max_anchor(x, container)
     check_shape(np.shape(x), "pack")
@@ -77,36 +80,79 @@ def encoded_bits(x, container, *, anchor=None, mode="fixed", group_size=None):
 
     Keys: ``header_bits``, ``exponent_bits`` (the group coding of the exponent fields),
     ``sign_bits`` (both sign planes), ``mantissa_bits`` and their sum ``total_bits``. Each
-    part is a whole number of bytes, as stored.
+    part is a whole number of bytes, as stored. Arguments and errors are those of
+    :func:`pack`. In fixed mode the sizes follow from plane lengths and the encoder's choices,
+    so no plane is packed. Entropy mode packs the stream and measures it.
     """
+    check_options(mode, group_size)
     x = np.asarray(x)
+    _check_container(container)
     if isinstance(anchor, str) and anchor == "max":
         anchor = max_anchor(x, container)
+    check_shape(np.shape(x), "pack")
     sign, exponent, mantissa = _split_codes(x, container, anchor)
-    header, groups, signs, zero_signs, mantissas = _pack_parts(
-        np.shape(x), sign, exponent, mantissa, container, anchor, mode, group_size
-    )
-    sizes = {
-        "header_bits": 8 * len(header),
-        "exponent_bits": 8 * len(groups),
-        "sign_bits": 8 * (len(signs) + len(zero_signs)),
-        "mantissa_bits": 8 * len(mantissas),
-    }
+    if mode == "fixed":
+        lengths = _fixed_part_lengths(np.shape(x), sign, exponent, mantissa, container, anchor,
+                                      group_size)
+    else:
+        header, groups, signs, zero_signs, mantissas = _pack_parts(
+            np.shape(x), sign, exponent, mantissa, container, anchor, mode, group_size
+        )
+        lengths = (len(header), len(groups), len(signs) + len(zero_signs), len(mantissas))
+    parts = ("header_bits", "exponent_bits", "sign_bits", "mantissa_bits")
+    sizes = {part: 8 * length for part, length in zip(parts, lengths)}
     sizes["total_bits"] = sum(sizes.values())
     return sizes
 
 
 def _pack_parts(shape, sign, exponent, mantissa, container, anchor, mode, group_size):
-    zeros = (exponent == 0) & (mantissa == 0)
+    zeros, fields = _zeros_and_fields(sign, exponent, mantissa, container, anchor)
     stored = ~zeros
-    negative_zeros = bool((sign & zeros).any())
-    fields = dataclasses.replace(_fields_of(container, anchor), negative_zeros=negative_zeros)
     group_size, groups = encode_groups_any_size(exponent, zeros, group_size, mode)
     header = write_header(Header(mode, group_size, tuple(shape), fields))
     signs = pack_fields(np.compress(stored, sign), 1)
-    zero_signs = pack_fields(np.compress(zeros, sign), 1) if negative_zeros else b""
+    zero_signs = pack_fields(np.compress(zeros, sign), 1) if fields.negative_zeros else b""
     mantissas = pack_fields(np.compress(stored, mantissa), container.mantissa_bits)
     return header, groups, signs, zero_signs, mantissas
+
+
+def _fixed_part_lengths(shape, sign, exponent, mantissa, container, anchor, group_size):
+    # The byte lengths of the header, exponent body, sign planes and mantissa plane that
+    # _pack_parts returns in fixed mode, computed without packing.
+    zeros, fields = _zeros_and_fields(sign, exponent, mantissa, container, anchor)
+    group_size, body = _fixed_body_bytes(exponent, zeros, group_size)
+    header = write_header(Header("fixed", group_size, tuple(shape), fields))
+    stored_count = zeros.size - int(np.count_nonzero(zeros))
+    signs = plane_bytes(stored_count, 1)
+    if fields.negative_zeros:
+        signs += plane_bytes(zeros.size - stored_count, 1)
+    return len(header), body, signs, plane_bytes(stored_count, container.mantissa_bits)
+
+
+def _fixed_body_bytes(exponent, zeros, group_size):
+    # Returns (group size, body length) for the group_size option as encode_groups_any_size
+    # reads it. "auto" keeps the smallest body, and min keeps the first of equal bodies, which
+    # is the smaller group size.
+    if group_size is None:
+        group_size = FIXED_GROUP_SIZE
+    candidates = GROUP_SIZES if group_size == "auto" else (group_size,)
+    bodies = [(size, fixed.encoded_size(*to_groups(exponent, zeros, size)))
+              for size in candidates]
+    return min(bodies, key=lambda pair: pair[1])
+
+
+def _zeros_and_fields(sign, exponent, mantissa, container, anchor):
+    # Returns the zero lanes (rule G3) and the header's container fields with the -0 flag.
+    zeros = (exponent == 0) & (mantissa == 0)
+    negative_zeros = bool((sign & zeros).any())
+    fields = dataclasses.replace(_fields_of(container, anchor), negative_zeros=negative_zeros)
+    return zeros, fields
+
+
+def _check_container(container):
+    if not isinstance(container, Container):
+        raise TypeError(f"pack: container must be a reference.Container; got "
+                        f"{type(container).__name__}")
 
 
 def _is_raw(fields):
