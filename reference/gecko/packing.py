@@ -90,11 +90,11 @@ def encoded_bits(x, container, *, anchor=None, mode="fixed", group_size=None):
     if isinstance(anchor, str) and anchor == "max":
         anchor = max_anchor(x, container)
     check_shape(np.shape(x), "pack")
-    sign, exponent, mantissa = _split_codes(x, container, anchor)
     if mode == "fixed":
-        lengths = _fixed_part_lengths(np.shape(x), sign, exponent, mantissa, container, anchor,
-                                      group_size)
+        codes = _codes(x, container, anchor)
+        lengths = _fixed_part_lengths(np.shape(x), codes, container, anchor, group_size)
     else:
+        sign, exponent, mantissa = _split_codes(x, container, anchor)
         header, groups, signs, zero_signs, mantissas = _pack_parts(
             np.shape(x), sign, exponent, mantissa, container, anchor, mode, group_size
         )
@@ -106,25 +106,34 @@ def encoded_bits(x, container, *, anchor=None, mode="fixed", group_size=None):
 
 
 def _pack_parts(shape, sign, exponent, mantissa, container, anchor, mode, group_size):
-    zeros, fields = _zeros_and_fields(sign, exponent, mantissa, container, anchor)
+    zeros = (exponent == 0) & (mantissa == 0)
     stored = ~zeros
+    negative_zeros = bool((sign & zeros).any())
+    fields = dataclasses.replace(_fields_of(container, anchor), negative_zeros=negative_zeros)
     group_size, groups = encode_groups_any_size(exponent, zeros, group_size, mode)
     header = write_header(Header(mode, group_size, tuple(shape), fields))
     signs = pack_fields(np.compress(stored, sign), 1)
-    zero_signs = pack_fields(np.compress(zeros, sign), 1) if fields.negative_zeros else b""
+    zero_signs = pack_fields(np.compress(zeros, sign), 1) if negative_zeros else b""
     mantissas = pack_fields(np.compress(stored, mantissa), container.mantissa_bits)
     return header, groups, signs, zero_signs, mantissas
 
 
-def _fixed_part_lengths(shape, sign, exponent, mantissa, container, anchor, group_size):
+def _fixed_part_lengths(shape, codes, container, anchor, group_size):
     # The byte lengths of the header, exponent body, sign planes and mantissa plane that
-    # _pack_parts returns in fixed mode, computed without packing.
-    zeros, fields = _zeros_and_fields(sign, exponent, mantissa, container, anchor)
+    # _pack_parts returns in fixed mode, computed from the flat codes without packing. A zero
+    # (rule G3) is a code whose bits below the sign bit are all 0.
+    e, m = container.exponent_bits, container.mantissa_bits
+    unsigned = codes.dtype.type
+    magnitude = codes & unsigned((1 << (e + m)) - 1)
+    zeros = magnitude == 0
+    exponent = (magnitude >> unsigned(m)).astype(np.uint8)
+    negative_zeros = bool((codes == unsigned(1 << (e + m))).any())
+    fields = dataclasses.replace(_fields_of(container, anchor), negative_zeros=negative_zeros)
     group_size, body = _fixed_body_bytes(exponent, zeros, group_size)
     header = write_header(Header("fixed", group_size, tuple(shape), fields))
     stored_count = zeros.size - int(np.count_nonzero(zeros))
     signs = plane_bytes(stored_count, 1)
-    if fields.negative_zeros:
+    if negative_zeros:
         signs += plane_bytes(zeros.size - stored_count, 1)
     return len(header), body, signs, plane_bytes(stored_count, container.mantissa_bits)
 
@@ -139,14 +148,6 @@ def _fixed_body_bytes(exponent, zeros, group_size):
     bodies = [(size, fixed.encoded_size(*to_groups(exponent, zeros, size)))
               for size in candidates]
     return min(bodies, key=lambda pair: pair[1])
-
-
-def _zeros_and_fields(sign, exponent, mantissa, container, anchor):
-    # Returns the zero lanes (rule G3) and the header's container fields with the -0 flag.
-    zeros = (exponent == 0) & (mantissa == 0)
-    negative_zeros = bool((sign & zeros).any())
-    fields = dataclasses.replace(_fields_of(container, anchor), negative_zeros=negative_zeros)
-    return zeros, fields
 
 
 def _check_container(container):
@@ -175,19 +176,22 @@ def _fields_of(container, anchor):
 
 def _split_codes(x, container, anchor):
     """Return flat (sign, exponent field, mantissa field) of the codes of ``x``."""
-    if x.dtype.kind == "f" and not x.dtype.isnative:
-        raise ValueError(f"pack: x must be in native byte order; got dtype {x.dtype.str}; "
-                         f"convert it with x.astype({x.dtype.newbyteorder('=').str!r})")
     e, m = container.exponent_bits, container.mantissa_bits
-    if _is_raw(_fields_of(container, anchor)):
-        codes = _raw_codes(x, container)
-    else:
-        codes = encode(np.asarray(x), container, anchor=anchor).ravel()
-    codes = codes.astype(np.uint32, copy=False)
+    codes = _codes(x, container, anchor).astype(np.uint32, copy=False)
     sign = (codes >> np.uint32(e + m)).astype(bool)
     exponent = ((codes >> np.uint32(m)) & np.uint32((1 << e) - 1)).astype(np.uint8)
     mantissa = codes & np.uint32((1 << m) - 1)
     return sign, exponent, mantissa
+
+
+def _codes(x, container, anchor):
+    """Return the flat codes of ``x`` in an unsigned dtype that has room for the sign bit."""
+    if x.dtype.kind == "f" and not x.dtype.isnative:
+        raise ValueError(f"pack: x must be in native byte order; got dtype {x.dtype.str}; "
+                         f"convert it with x.astype({x.dtype.newbyteorder('=').str!r})")
+    if _is_raw(_fields_of(container, anchor)):
+        return _raw_codes(x, container)
+    return encode(np.asarray(x), container, anchor=anchor).ravel()
 
 
 def _raw_codes(x, container):
