@@ -10,6 +10,8 @@ bits of its last byte are zero.
 [1, 2, 3]
 """
 
+import functools
+
 import numpy as np
 
 MAX_WIDTH = 32
@@ -124,15 +126,16 @@ def _repeat(value, unit):
     return np.uint64(out)
 
 
+@functools.cache
 def _run_layout(width):
     # Where squeezed word j (8w bits) of a run starts: output word k, bit offset, and whether
-    # it spills into word k + 1.
+    # it spills into word k + 1. Cached because small planes pay it on every call.
     layout = []
     for j in range(8):
         start = 8 * width * j
         k, offset = divmod(start, 64)
         layout.append((k, offset, offset + 8 * width > 64))
-    return layout
+    return tuple(layout)
 
 
 def _pack_wide(values, width):
