@@ -1,6 +1,7 @@
 """Gecko against zstd on real tensors: bits per exponent, whole-tensor ratios and speed.
 
 Usage: python bench/bench_gecko.py [--cache DIR] [--speed-values N]
+       python bench/bench_gecko.py --encoded-bits-timing
 
 Prints markdown tables for docs/benchmarks.md. Bits per exponent are averaged over tensors
 (each tensor weighs the same) per category and over all. A second table splits the fixed-mode
@@ -9,6 +10,11 @@ coded groups. Speed is measured on the exponents of all tensors tiled to N value
 of 5 runs, next to zstd -3 in the same process, and entropy mode also on each tensor on its
 own. Times are CPU seconds of this process (time.process_time), so other jobs on a shared
 machine disturb them far less than wall-clock times; every coder here runs on one thread.
+
+``--encoded-bits-timing`` prints only the cost of ``encoded_bits`` in fixed mode, as training
+calls it on its stored tensors, next to ``pack`` of the same tensor in the same process: ReLU
+outputs and normal values of the digits CNN's tensor sizes in an e4m2 training container,
+with glibc's allocator tuned as ``sfp train`` tunes it. No real tensors are loaded.
 """
 
 import argparse
@@ -22,8 +28,9 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from reference import Container  # noqa: E402
-from reference.gecko import decode_exponents, encode_exponents, pack  # noqa: E402
+from numpyml.allocator import keep_freed_heap_memory  # noqa: E402
+from reference import Container, max_anchor, quantize  # noqa: E402
+from reference.gecko import decode_exponents, encode_exponents, encoded_bits, pack  # noqa: E402
 from reference.gecko import fixed  # noqa: E402
 from reference.gecko.bitfields import plane_bytes  # noqa: E402
 from reference.gecko.groups import read_plane  # noqa: E402
@@ -190,13 +197,46 @@ def tensor_speeds(tensor_list):
     return results
 
 
+def encoded_bits_timing(sizes=(288, 4096, 18432, 73728)):
+    """Return rows (data, values, encoded_bits ms, pack ms) per call, best of 5 rounds.
+
+    A round makes 200,000 / values calls (at least 5), so small tensors are timed over many.
+    """
+    keep_freed_heap_memory()
+    container = Container.training(4, 2)
+    rng = np.random.default_rng(0)
+    rows = []
+    for data in ("relu", "normal"):
+        for size in sizes:
+            x = rng.standard_normal(size).astype(np.float32)
+            if data == "relu":
+                x = np.maximum(x, 0)
+            anchor = max_anchor(x, container)
+            x = quantize(x, container, anchor=anchor)
+            repeats = max(5, 200_000 // size)
+            seconds = [
+                best_seconds(lambda f=f: [f(x, container, anchor=anchor) for _ in range(repeats)])
+                for f in (encoded_bits, pack)
+            ]
+            rows.append((data, size, *(1e3 * s / repeats for s in seconds)))
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", help="directory for downloaded wheels")
     parser.add_argument("--speed-values", type=int, default=1 << 24,
                         help="exponents in the speed test (default 2**24)")
+    parser.add_argument("--encoded-bits-timing", action="store_true",
+                        help="time only encoded_bits against pack on training-size tensors")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.encoded_bits_timing:
+        print("| data | values | encoded_bits ms | pack ms | encoded_bits / pack |\n"
+              "|---|---|---|---|---|")
+        for data, size, sizing, packing in encoded_bits_timing():
+            print(f"| {data} | {size} | {sizing:.3f} | {packing:.3f} | {sizing / packing:.2f} |")
+        return 0
     try:
         import zstandard
     except ImportError:
