@@ -28,10 +28,10 @@ ROUNDINGS = ("nearest_even", "toward_zero", "stochastic")
 # Stream of the run's seed that draws collapses and rounding noise, apart from initialization
 # and batch order.
 NARROWING_STREAM = 0x5F9
-# Packing the eight stored tensors of the digits CNN costs about 10 ms of CPU per step, more
-# than a quantum training step (8 ms), on a 2-core x86_64 machine. Packing one step in 20 added
-# 5% to 6% CPU time to the main job (FP32 baseline, then quantum), 7% to 9% to quantum alone
-# and 9% to 12% to bitwave alone (bench/bench_train_gecko.py).
+# Sizing the eight stored tensors of a digits CNN step with Gecko costs about one FP32 training
+# step. Doing it one step in 20 added 1% CPU time to the main job (FP32 baseline, then quantum)
+# and 4% to bitwave alone on a 2-core x86_64 machine (bench/bench_train_gecko.py), while every
+# step costs 35% to 76%.
 DEFAULT_GECKO_EVERY = 20
 
 
