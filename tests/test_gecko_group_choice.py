@@ -56,6 +56,20 @@ def test_default_stream_is_never_larger_than_auto(exponents):
 
 
 @pytest.mark.spec("G1", "G5")
+@settings(max_examples=20)
+@given(exponents=exponent_arrays())
+@example(exponents=np.zeros(0, np.uint8))
+@example(exponents=np.random.default_rng(0).integers(0, 256, 100).astype(np.uint8))
+def test_auto_stream_is_never_larger_than_default(exponents):
+    # "auto" tries every group size and both references, so nothing the default picks is smaller.
+    chosen = encode_exponents(exponents, mode="entropy")
+    auto = encode_exponents(exponents, mode="entropy", group_size="auto")
+
+    assert len(auto) <= len(chosen)
+    np.testing.assert_array_equal(decode_exponents(auto), exponents)
+
+
+@pytest.mark.spec("G1", "G5")
 def test_sampled_choice_counts_padding():
     # 65,559 zeros are more than SAMPLE_ALL blocks. Every group size codes them in one bit a
     # lane, so only the padding to the group size tells them apart, and 8 pads least.

@@ -34,7 +34,8 @@ def encode_groups_any_size(exponents, zeros, group_size, mode):
 
     None picks the default: 32 in fixed mode, and in entropy mode the group size and reference
     whose body :mod:`reference.gecko.group_choice` predicts smallest. "auto" encodes with every
-    group size and keeps the smallest body, ties going to the smaller group size.
+    group size (in entropy mode with both references) and keeps the smallest body, ties going
+    to the smaller group size, then to group tops.
     """
     from reference.gecko import group_choice
 
@@ -45,7 +46,12 @@ def encode_groups_any_size(exponents, zeros, group_size, mode):
         group_size = FIXED_GROUP_SIZE
     if group_size != "auto":
         return group_size, encode_groups(exponents, zeros, group_size, mode)
-    bodies = [(size, encode_groups(exponents, zeros, size, mode)) for size in GROUP_SIZES]
+    from reference.gecko import entropy
+
+    # The default entropy reference is picked on a sample, so "auto" tries both to be exact.
+    references = [None] if mode == "fixed" else [entropy.GROUP_TOPS, entropy.TENSOR_TOP]
+    bodies = [(size, encode_groups(exponents, zeros, size, mode, reference))
+              for size in GROUP_SIZES for reference in references]
     return min(bodies, key=lambda pair: len(pair[1]))
 
 
