@@ -35,6 +35,10 @@ NARROWING_STREAM = 0x5F9
 DEFAULT_GECKO_EVERY = 20
 
 
+class NonFiniteTensor(ValueError):
+    """A tensor to be narrowed contains NaN or infinite values: training has diverged."""
+
+
 class NarrowingMethod:
     """Base of the narrowing methods: the storage policy, footprint ledger and report.
 
@@ -65,11 +69,19 @@ class NarrowingMethod:
 
     def __call__(self, layer_name, kind, tensor):
         key = (layer_name, kind)
-        if self.training and is_grad_enabled():
-            return self.narrow_for_training(key, tensor)
-        exponent_bits, mantissa_bits = self.final_widths(key)
-        narrowed = bitlength.narrow(tensor.data, exponent_bits, mantissa_bits, self.rounding,
-                                    self.rng)
+        try:
+            if self.training and is_grad_enabled():
+                return self.narrow_for_training(key, tensor)
+            exponent_bits, mantissa_bits = self.final_widths(key)
+            narrowed = bitlength.narrow(tensor.data, exponent_bits, mantissa_bits,
+                                        self.rounding, self.rng)
+        except ValueError as error:
+            # A training container has no NaN code, so a diverging run fails here, before its loss
+            # exists. The trainer reports NonFiniteTensor as divergence.
+            if np.isfinite(tensor.data).all():
+                raise
+            raise NonFiniteTensor(f"the {kind} of layer {layer_name} contains NaN or infinite "
+                                  "values, which a training container cannot store") from error
         return custom_op([tensor], narrowed, straight_through, name=f"narrow:{kind}")
 
     def narrow_for_training(self, key, tensor):

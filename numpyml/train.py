@@ -21,6 +21,7 @@ import numpy as np
 from numpyml import methods, models, optim, random, schedules
 from numpyml.data import batches, load_dataset
 from numpyml.engine import Tensor, no_grad
+from numpyml.narrowing_method import NonFiniteTensor
 from numpyml.ops import cross_entropy
 
 logger = logging.getLogger(__name__)
@@ -194,7 +195,14 @@ class _Run:
         # Overflow and NaN in the forward pass end in a non-finite loss, which the check
         # below turns into TrainingDiverged, so numpy's warnings about them are noise.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            logits = self.model(Tensor(x_batch))
+            try:
+                logits = self.model(Tensor(x_batch))
+            except NonFiniteTensor as error:
+                raise TrainingDiverged(
+                    f"training diverged: {error} at step {self.step} "
+                    f"(epoch {self.step // self.steps_per_epoch + 1}); lower --lr.",
+                    self.step,
+                ) from error
             loss = cross_entropy(logits, y_batch)
             extra = self.method.extra_loss(self.model)
             if extra is not None:

@@ -344,3 +344,17 @@ def test_blas_threads_round_trip():
     assert get_blas_threads() == 2
     set_blas_threads(previous)
     assert get_blas_threads() == previous
+
+
+@pytest.mark.parametrize("method", ["quantum", "bitwave"])
+def test_narrowed_run_with_huge_lr_reports_divergence(tmp_path, capsys, method):
+    # The weights blow up before any loss is NaN, so the narrowing of a NaN activation is
+    # what stops the run; it must read as divergence, not as a container error.
+    run_dir = tmp_path / method
+    code = sfp.main(["train", "--model", "cnn", "--method", method, "--lr", "1e30",
+                     "--epochs", "1", "--out", str(run_dir)])
+    error = capsys.readouterr().err
+    assert code == 3
+    assert "training diverged: the activation of layer" in error
+    assert "lower --lr" in error
+    assert json.loads((run_dir / "report.json").read_text())["status"] == "diverged"
