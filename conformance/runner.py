@@ -51,10 +51,11 @@ class Report:
     def rule_status(self):
         """Return {rule: status} over the rules of every check run.
 
-        A rule is failed when a check failed on an input that the rule decides, or when a check
-        that covers it failed on a rule outside its list. It is blocked when a check covering it
-        stopped on another of its rules, and passed when every check covering it passed. It is
-        not implemented when the backend lacks what every check covering it needs.
+        A rule is failed when a check failed on an input that the rule decides, whether or not
+        the rule is in the check's list, or when a check covering it raised without naming a
+        rule. It is blocked when a check covering it stopped on another rule, and passed when
+        every check covering it passed. It is not implemented when the backend lacks what every
+        check covering it needs.
         """
         status = {}
         for result in self.results:
@@ -83,10 +84,15 @@ def _statuses(result):
     if result.status != FAILED:
         return [(rule, result.status) for rule in result.check.rules]
     failed_rule = result.failure.rule
-    if failed_rule is None or failed_rule not in result.check.rules:
-        statuses = [(rule, FAILED) for rule in result.check.rules]
-        return statuses + ([(failed_rule, FAILED)] if failed_rule else [])
-    return [(rule, FAILED if rule == failed_rule else BLOCKED) for rule in result.check.rules]
+    if failed_rule is None:
+        # An exception names no rule, so every rule of the check may be the broken one.
+        return [(rule, FAILED) for rule in result.check.rules]
+    statuses = [(rule, FAILED if rule == failed_rule else BLOCKED) for rule in result.check.rules]
+    if failed_rule not in result.check.rules:
+        # The input broke a rule outside the check's list (a rounding error met in an overflow
+        # check, say): that rule fails, and the check's own rules are not yet decided.
+        statuses.append((failed_rule, FAILED))
+    return statuses
 
 
 def run_checks(backend, suites=None, examples=100, progress=None, names=None):
