@@ -235,3 +235,21 @@ def test_declared_unimplemented_capability_fails_check():
     assert report.results[0].status == FAILED
     assert failure.what == "the backend declares bitwave but raised NotImplementedError"
     assert "controller_init()" in failure.actual
+
+
+class _TrailingByteTolerant(NumpyBackend):
+    """Decodes a stream with a trailing byte by dropping it, against G2."""
+
+    name = "trailing-byte-tolerant"
+
+    def decode_exponents(self, blob):
+        try:
+            return super().decode_exponents(blob)
+        except ValueError:
+            return super().decode_exponents(blob[:-1])
+
+
+@pytest.mark.spec("G2")
+def test_trailing_byte_tolerance_fails_g2():
+    report = run_checks(_TrailingByteTolerant(), ["gecko"], 40, names=("damaged-streams",))
+    assert report.rule_status()["G2"] == FAILED

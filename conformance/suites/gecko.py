@@ -187,9 +187,10 @@ def _canonical(bits, container):
     return np.where(nan, (bits & 0x8000_0000) | 0x7FC0_0000, bits).astype(np.uint32)
 
 
-@check(SUITE, "damaged-streams", ("G9",), {"gecko.exponents"})
+@check(SUITE, "damaged-streams", ("G2", "G9"), {"gecko.exponents"})
 def damaged_streams(backend, examples):
-    """Check that a truncated or bit-flipped stream raises ValueError and nothing else."""
+    """Check that a damaged stream raises ValueError and nothing else, and that a trailing
+    byte is always rejected."""
     from reference.gecko import encode_exponents
 
     @st.composite
@@ -216,5 +217,9 @@ def damaged_streams(backend, examples):
         except Exception as error:  # G9 allows only the format error, a ValueError
             raise Mismatch("G9", f"a {how} stream must raise ValueError", {"stream": stream.hex()},
                            "ValueError or a decoded array", f"{type(error).__name__}: {error}")
+        if how == "append":
+            # A bit flip may leave a valid stream, but a byte after the last plane never does.
+            raise Mismatch("G2", "a stream with a trailing byte must raise ValueError",
+                           {"stream": stream.hex()}, "ValueError", "a decoded array")
 
     run_property(prop, damaged(), examples)
