@@ -13,7 +13,7 @@ import numpy as np
 
 
 class NotNpyError(ValueError):
-    """The data does not start with a valid .npy magic string and header."""
+    """The data does not start with the .npy magic string."""
 
 
 def load_npy(path):
@@ -35,20 +35,24 @@ def read_npy(stream, size):
 def check_npy_header(stream, size):
     """Read the .npy header at the start of ``stream`` of ``size`` bytes; return (shape, dtype).
 
-    Raises NotNpyError (a ValueError) when the data is not .npy, ValueError when it is empty
-    or shorter than its header declares, and TypeError when the dtype contains Python objects,
-    which only pickle can read.
+    Raises NotNpyError (a ValueError) when the data is not .npy, and ValueError when it is
+    empty, its header is damaged, or it is shorter than its header declares. Raises TypeError
+    when the dtype contains Python objects, which only pickle can read.
     """
     if size == 0:
         raise ValueError("the file is empty (0 bytes); write the array again with np.save")
     try:
         version = np.lib.format.read_magic(stream)
-        # Version 3.0 differs from 2.0 only in the text encoding of the header.
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        shape, _, dtype = read_header(stream)
     except ValueError as error:
         raise NotNpyError(f"not a .npy file ({error})") from error
+    # Version 3.0 differs from 2.0 only in the text encoding of the header.
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    try:
+        shape, _, dtype = read_header(stream)
+    except (ValueError, EOFError) as error:
+        raise ValueError(f"the .npy header is damaged or cut off ({error}); write the array "
+                         "again with np.save") from error
 
     if dtype.hasobject:
         raise TypeError(f"dtype {dtype} is not supported because it contains Python objects, "

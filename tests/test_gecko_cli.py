@@ -299,3 +299,15 @@ def test_failed_write_names_output_not_temporary(tmp_path, capsys, monkeypatch):
     assert status == 2
     assert _error_line(capsys) == f"sfp gecko: {tmp_path / 'x.gecko'}: no space left on device"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
+
+
+def test_stats_names_a_header_cut_off(tmp_path, capsys):
+    whole = tmp_path / "whole.npy"
+    np.save(whole, np.ones(100, np.float32))
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes(whole.read_bytes()[:100])
+
+    status = sfp.main(["gecko", "stats", str(cut)])
+
+    assert status == 2
+    assert "the .npy header is damaged or cut off" in capsys.readouterr().err
