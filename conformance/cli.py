@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +55,7 @@ def run(args):
         return module.main(["--write"] if args.write else [])
     from conformance.backend import BackendUnavailable, load_backend
     from conformance.runner import PASSED, run_checks
+    from reference.atomic_write import write_atomically
 
     suites = [s.strip() for s in args.suite.split(",") if s.strip()]
     unknown = sorted(set(suites) - set(SUITES))
@@ -93,7 +93,9 @@ def run(args):
     print_rule_table(report)
     print_failures(report)
     if args.report:
-        write_report(report, args.report)
+        # Through a temporary file, so a failed write leaves no partial report.
+        text = json.dumps(report.as_dict(), indent=2)
+        write_atomically(args.report, lambda handle: handle.write(text.encode()))
         print(f"report written to {args.report}")
     if not any(result.status == PASSED for result in report.results):
         # A backend that implements nothing has not shown conformance to anything.
@@ -101,19 +103,6 @@ def run(args):
               "these suites need, or fails them all", file=sys.stderr)
         return 1
     return 1 if report.failed else 0
-
-
-def write_report(report, path):
-    """Write the report as JSON through a temporary file, so a failed write leaves no half file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".report-", suffix=".json")
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(report.as_dict(), file, indent=2)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def print_progress(index, total, result):

@@ -167,7 +167,8 @@ def train_with_baseline(config, method, baseline, on_epoch=None):
     import dataclasses
     import json
 
-    from numpyml.train import REPORT_FILE, train, write_atomically
+    from numpyml.train import REPORT_FILE, train
+    from reference.atomic_write import write_atomically
 
     baseline_report = None
     if baseline and config.method == "fp32" and method is None:

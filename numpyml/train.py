@@ -11,8 +11,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from numpyml.data import batches, load_dataset
 from numpyml.engine import Tensor, no_grad
 from numpyml.narrowing_method import NonFiniteTensor
 from numpyml.ops import cross_entropy
+from reference.atomic_write import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -101,51 +100,6 @@ def evaluate(model, x, y, method=None, batch_size=256):
     if method is not None:
         method.set_training(True)
     return total_loss / len(y), correct / len(y)
-
-
-def write_atomically(path, write):
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it.
-
-    A crash leaves either the old file or the new one, never a partial file.
-    """
-    path = Path(path)
-    try:
-        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
-                                             delete=False)
-    except OSError as error:
-        if error.errno is None:
-            raise
-        raise _naming(error, path) from error
-    try:
-        with handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # NamedTemporaryFile creates 0600 files; give the result the usual umask mode.
-        os.chmod(handle.name, 0o666 & ~_current_umask())
-        os.replace(handle.name, path)
-    except BaseException as error:
-        Path(handle.name).unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.errno is not None:
-            # The caller requested ``path``, so the error names it and not the temporary file.
-            raise _naming(error, path) from error
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def _naming(error, path):
-    """Return a copy of OSError ``error`` that names ``path`` instead of a temporary file."""
-    return type(error)(error.errno, error.strerror, str(path))
-
-
-def _current_umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def save_checkpoint(path, model, method, epoch, step):

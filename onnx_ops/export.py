@@ -287,7 +287,7 @@ def save(model, path):
     The model goes to a temporary file that replaces ``path`` only when complete, so a failed
     write leaves no half-written model.
     """
-    from numpyml.train import write_atomically
+    from reference.atomic_write import write_atomically
 
     onnx.checker.check_model(model, full_check=True)
     write_atomically(path, lambda handle: onnx.save(model, handle))

@@ -226,7 +226,7 @@ def test_train_reports_missing_kernel_in_one_line(tmp_path, capsys, monkeypatch,
 
 
 def test_failed_report_write_names_report(tmp_path):
-    from numpyml.train import write_atomically
+    from reference.atomic_write import write_atomically
 
     (tmp_path / "report.json").mkdir()
 
