@@ -99,7 +99,7 @@ def _check_out(out, x):
 
 
 def _deliver(result, out):
-    """Return ``result``, copied into ``out`` unless ``out`` is None or already holds it."""
+    """Return ``result``, copied into ``out`` unless ``out`` is None or already contains it."""
     if out is None:
         return result
     if not np.may_share_memory(result, out):

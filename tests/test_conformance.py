@@ -85,8 +85,8 @@ def test_mutant_fails_naming_its_rule(factory):
 
 @pytest.mark.spec("C8", "C13", "C14")
 def test_rounding_mutant_fails_only_its_rule():
-    # Checks of overflow and NaN meet the wrong rounding too; they must block their own rules,
-    # not fail them, so the table points at the one broken rule.
+    # Checks of overflow and NaN meet the wrong rounding too. They must block their own rules
+    # rather than fail them, so that the table points at the one broken rule.
     report = run_checks(mutants.ties_away(), ["containers"], 40, names=MUTANT_CHECKS)
     status = report.rule_status()
     assert {rule for rule, value in status.items() if value == FAILED} == {"C8"}

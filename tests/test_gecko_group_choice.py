@@ -72,7 +72,7 @@ def test_auto_stream_is_never_larger_than_default(exponents):
 @pytest.mark.spec("G1", "G5")
 def test_sampled_choice_counts_padding():
     # 65,559 zeros are more than SAMPLE_ALL blocks. Every group size codes them in one bit a
-    # lane, so only the padding to the group size tells them apart, and 8 pads least.
+    # lane, so only the padding to the group size makes them differ, and 8 pads least.
     exponents = np.zeros((39, 41, 41), np.uint8)
     chosen = encode_exponents(exponents, mode="entropy")
 

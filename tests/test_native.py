@@ -37,7 +37,7 @@ def test_require_names_the_missing_kernel(fresh_loader):
         native.kernel("no_such_kernel")
 
 
-def test_auto_falls_back_to_numpy_for_a_missing_kernel(fresh_loader):
+def test_auto_missing_kernel_uses_numpy(fresh_loader):
     fresh_loader.setenv("SFP_NATIVE", "auto")
     assert native.kernel("no_such_kernel") is None
 

@@ -348,8 +348,8 @@ def test_blas_threads_round_trip():
 
 @pytest.mark.parametrize("method", ["quantum", "bitwave"])
 def test_narrowed_run_with_huge_lr_reports_divergence(tmp_path, capsys, method):
-    # The weights blow up before any loss is NaN, so the narrowing of a NaN activation is
-    # what stops the run; it must read as divergence, not as a container error.
+    # The weights blow up before any loss is NaN, so the narrowing of a NaN activation stops
+    # the run. The message must report divergence, not a container error.
     run_dir = tmp_path / method
     code = sfp.main(["train", "--model", "cnn", "--method", method, "--lr", "1e30",
                      "--epochs", "1", "--out", str(run_dir)])
